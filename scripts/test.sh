@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up a fresh virtual environment with everything the tests need, then run them.
+# Usage: scripts/test.sh [pytest args]      (VENV=path to use another environment)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PY="${PYTHON:-python3}"
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# torch pinned: 2.13.0 is the CPU build this project tests against (any other spec pulls CUDA).
+"$VENV/bin/python" -m pip install -q "torch==2.13.0"
+"$VENV/bin/python" -m pip install -q -e ".[test,torch]"
+"$VENV/bin/ruff" check src tests benchmarks
+"$VENV/bin/mypy"
+"$VENV/bin/python" -m pytest "$@"

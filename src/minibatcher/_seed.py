@@ -1,0 +1,52 @@
+"""The only place where randomness is derived.
+
+Every random choice the loader makes (an epoch's permutation, a shuffle buffer's draws, the RNG a
+transform receives, a worker's global seeds) is a pure function of the loader's seed and a few
+integers, so a run can be replayed exactly and the output never depends on how many workers or
+ranks do the work. Each use has its own stream id, so two uses never share random numbers.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+
+# Stream ids: the first word after (seed, epoch) in every SeedSequence entropy tuple.
+ORDER_STREAM = 0  # the epoch's permutation of indices (samplers)
+ITEM_STREAM = 1  # the RNG handed to a per-item transform, keyed by the item's index
+BATCH_STREAM = 2  # the RNG handed to a per-batch transform, keyed by the batch's index
+WORKER_STREAM = 3  # the global seeds (random, numpy, torch) of one worker
+BUFFER_STREAM = 4  # the draws of a shuffle buffer over an unsized iterable
+PERMUTATION_KEY_STREAM = 5  # the round keys of a lazy (Feistel) permutation
+
+SEED_BITS = 63
+
+
+def draw_seed() -> int:
+    """A fresh non-negative seed from the OS entropy pool."""
+    return secrets.randbits(SEED_BITS)
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """Return ``seed`` as an int, or raise a ValueError naming the argument."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative int or None, got {seed!r}")
+    return int(seed)
+
+
+def seed_sequence(seed: int, epoch: int, stream: int, *key: int) -> np.random.SeedSequence:
+    """The SeedSequence of one use (``stream``) of randomness at ``(seed, epoch, *key)``."""
+    return np.random.SeedSequence((seed, epoch, stream, *key))
+
+
+def generator(seed: int, epoch: int, stream: int, *key: int) -> np.random.Generator:
+    """A NumPy Generator for one use of randomness at ``(seed, epoch, *key)``."""
+    return np.random.Generator(np.random.PCG64(seed_sequence(seed, epoch, stream, *key)))
+
+
+def derived_int(seed: int, epoch: int, stream: int, *key: int, bits: int = 32) -> int:
+    """A derived integer seed (for APIs that take an int, such as ``random.seed``)."""
+    words = seed_sequence(seed, epoch, stream, *key).generate_state(2, np.uint32)
+    value = (int(words[0]) << 32) | int(words[1])
+    return value & ((1 << bits) - 1)

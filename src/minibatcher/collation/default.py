@@ -1,0 +1,260 @@
+"""Collation: a list of items in, one batch out, with the items' structure preserved.
+
+Rules (the type of the first item decides; the rest must agree):
+
+- tuple -> tuple, list -> list, dict -> dict, namedtuple -> namedtuple, dataclass -> the same
+  dataclass with batched fields; recursively.
+- Python ``bool`` / ``int`` / ``float`` -> a 1-D NumPy array (bool, int64, float64).
+- NumPy scalars and arrays of one shape -> one stacked array, dtype kept.
+- torch tensors -> ``torch.stack``; JAX arrays -> ``jnp.stack`` (neither is imported otherwise).
+- ``str``, ``bytes``, ``None`` and any other object -> a list.
+
+Types can be added with :meth:`Collator.register`. When the stacked output must live somewhere
+particular (shared memory, in a worker), the caller passes an ``allocate`` function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._typing import Allocator
+from ..errors import CollateError
+
+CollateFn = Callable[[Sequence[Any]], Any]
+Path = tuple[Any, ...]
+
+
+def format_path(path: Path) -> str:
+    """``('image', 0)`` -> ``"batch['image'][0]"``: where in the items a field lies."""
+    return "batch" + "".join(f"[{key!r}]" for key in path)
+
+
+def _types(items: Sequence[Any]) -> str:
+    names = sorted({type(x).__name__ for x in items})
+    return ", ".join(names)
+
+
+class Collator:
+    """The default ``collate_fn``: see the module docstring for the rules.
+
+    Call it with a list of items; :meth:`register` adds or overrides the rule of a type.
+    """
+
+    def __init__(self) -> None:
+        self._registry: dict[type, Callable[[Sequence[Any]], Any]] = {}
+        self._exact: dict[type, Callable[[Collator, Sequence[Any], Path, Allocator | None], Any]]
+        self._exact = {
+            bool: Collator._bools,
+            int: Collator._ints,
+            float: Collator._floats,
+            str: Collator._objects,
+            bytes: Collator._objects,
+            type(None): Collator._objects,
+            tuple: Collator._tuples,
+            list: Collator._lists,
+            dict: Collator._mappings,
+            np.ndarray: Collator._arrays,
+        }
+
+    def register(
+        self, kind: type, fn: Callable[[Sequence[Any]], Any] | None = None
+    ) -> Any:
+        """Collate items of type ``kind`` (or a subclass) with ``fn(items)``.
+
+        Usable as a decorator: ``@collate.register(MyType)``.
+        """
+        if not isinstance(kind, type):
+            raise TypeError(f"kind must be a type, got {kind!r}")
+        if fn is None:
+            def decorator(f: Callable[[Sequence[Any]], Any]) -> Callable[[Sequence[Any]], Any]:
+                self._registry[kind] = f
+                return f
+            return decorator
+        self._registry[kind] = fn
+        return fn
+
+    def __call__(self, items: Sequence[Any], allocate: Allocator | None = None) -> Any:
+        if not items:
+            raise CollateError("cannot collate an empty list of items")
+        return self.collate(items, (), allocate)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(registered={[t.__name__ for t in self._registry]})"
+
+    def collate(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        """Collate ``items`` found at ``path`` (used recursively)."""
+        kind = type(items[0])
+        if self._registry:
+            for registered, fn in self._registry.items():
+                if issubclass(kind, registered):
+                    return fn(items)
+        rule = self._exact.get(kind)
+        if rule is not None:
+            return rule(self, items, path, allocate)
+        first = items[0]
+        if isinstance(first, np.generic):
+            return self._numpy_scalars(items, path, allocate)
+        if isinstance(first, np.ndarray):
+            return self._arrays(items, path, allocate)
+        module = kind.__module__.split(".")[0]
+        if module == "torch" and _is_tensor(first):
+            return self._tensors(items, path, allocate)
+        if module.startswith("jax") and hasattr(first, "shape"):
+            return _jax_stack(items, path)
+        if isinstance(first, tuple) and hasattr(kind, "_fields"):
+            return kind(*self._columns(items, path, allocate))
+        if dataclasses.is_dataclass(first):
+            return self._dataclasses(items, path, allocate)
+        if isinstance(first, Mapping):
+            return self._mappings(items, path, allocate)
+        if isinstance(first, bool):
+            return self._bools(items, path, allocate)
+        if isinstance(first, int):
+            return self._ints(items, path, allocate)
+        if isinstance(first, float):
+            return self._floats(items, path, allocate)
+        if isinstance(first, (str, bytes)):
+            return list(items)
+        if isinstance(first, tuple):
+            return self._tuples(items, path, allocate)
+        if isinstance(first, list):
+            return self._lists(items, path, allocate)
+        return list(items)
+
+    # -- leaves ----------------------------------------------------------------------------
+    def _objects(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        return list(items)
+
+    def _python_numbers(self, items: Sequence[Any], path: Path, kind: str, name: str) -> Any:
+        array = np.array(items)
+        if array.dtype.kind != kind or array.ndim != 1:
+            raise CollateError(
+                f"cannot collate {format_path(path)}: the first item is a {name} but the items "
+                f"are of types {_types(items)}; make them one type or pass a collate_fn"
+            )
+        return array
+
+    def _bools(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        return self._python_numbers(items, path, "b", "bool")
+
+    def _ints(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        array = self._python_numbers(items, path, "i", "int")
+        return array if array.dtype == np.int64 else array.astype(np.int64)
+
+    def _floats(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        return self._python_numbers(items, path, "f", "float")
+
+    def _numpy_scalars(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        try:
+            return np.array(items, dtype=items[0].dtype)
+        except (TypeError, ValueError) as e:
+            raise CollateError(
+                f"cannot collate {format_path(path)}: NumPy scalars mixed with {_types(items)}"
+            ) from e
+
+    def _arrays(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        first = items[0]
+        try:
+            if allocate is None:
+                return np.stack(items)
+            out = allocate((len(items), *first.shape), first.dtype)
+            return np.stack(items, out=out)
+        except (ValueError, TypeError) as e:
+            raise self._shape_error(items, path) from e
+
+    def _tensors(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        torch = sys.modules["torch"]
+        first = items[0]
+        try:
+            if allocate is None or first.dtype == torch.bfloat16:
+                return torch.stack(items)
+            dtype = torch.empty((), dtype=first.dtype).numpy().dtype
+            out = torch.from_numpy(allocate((len(items), *first.shape), dtype))
+            return torch.stack(items, out=out)
+        except (RuntimeError, TypeError) as e:
+            raise self._shape_error(items, path) from e
+
+    def _shape_error(self, items: Sequence[Any], path: Path) -> CollateError:
+        shapes = [tuple(getattr(x, "shape", ())) for x in items]
+        kinds = _types(items)
+        return CollateError(
+            f"cannot collate {format_path(path)}: items of types {kinds} have different "
+            f"shapes {sorted(set(shapes))} (per item: {shapes[:8]}{'...' if len(shapes) > 8 else ''})"
+            "; to batch variable-length arrays use collate_fn=minibatcher.pad_collate"
+        )
+
+    # -- structures ------------------------------------------------------------------------
+    def _columns(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> list[Any]:
+        try:
+            columns = list(zip(*items, strict=True))
+        except ValueError as e:
+            lengths = sorted({len(x) for x in items})
+            raise CollateError(
+                f"cannot collate {format_path(path)}: sequences of different lengths {lengths}; "
+                "to batch variable-length sequences use collate_fn=minibatcher.pad_collate"
+            ) from e
+        collate = self.collate
+        return [collate(column, (*path, i), allocate) for i, column in enumerate(columns)]
+
+    def _tuples(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        return tuple(self._columns(items, path, allocate))
+
+    def _lists(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        return self._columns(items, path, allocate)
+
+    def _mappings(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        first = items[0]
+        out = {}
+        for key in first:
+            try:
+                values = [item[key] for item in items]
+            except (KeyError, TypeError) as e:
+                raise CollateError(
+                    f"cannot collate {format_path(path)}: the first item has key {key!r} but "
+                    f"another item (of type {_types(items)}) does not"
+                ) from e
+            out[key] = self.collate(values, (*path, key), allocate)
+        kind = type(first)
+        if kind is dict:
+            return out
+        try:
+            return kind(out)
+        except TypeError:
+            return out
+
+    def _dataclasses(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        first = items[0]
+        kind = type(first)
+        fields = [f.name for f in dataclasses.fields(first) if f.init]
+        values = {
+            name: self.collate([getattr(item, name) for item in items], (*path, name), allocate)
+            for name in fields
+        }
+        return kind(**values)
+
+
+def _is_tensor(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _jax_stack(items: Sequence[Any], path: Path) -> Any:
+    import jax.numpy as jnp
+
+    try:
+        return jnp.stack(items)
+    except (ValueError, TypeError) as e:
+        shapes = sorted({tuple(x.shape) for x in items})
+        raise CollateError(
+            f"cannot collate {format_path(path)}: JAX arrays of different shapes {shapes}; "
+            "use collate_fn=minibatcher.pad_collate"
+        ) from e
+
+
+collate = Collator()
+"""The default collate function (a :class:`Collator`)."""

@@ -1,0 +1,31 @@
+"""Samplers: the order of each epoch's indices, as a pure function of (seed, epoch).
+
+Any iterable of indices works as ``DataLoader(sampler=...)`` and any iterable of index lists as
+``batch_sampler=``; the samplers here are sliced rather than iterated, cost nothing per index,
+and make exact resume and sharding possible without storing a permutation.
+"""
+
+from __future__ import annotations
+
+from .base import ArrayOrder, RangeOrder, Sampler
+from .batch import BatchSampler, EpochPlan, IterablePlan, SlicedPlan, batch_count
+from .order import RandomSampler, SequentialSampler, SubsetRandomSampler, SubsetSampler
+from .permutation import LazyPermutation
+from .weighted import WeightedRandomSampler
+
+__all__ = [
+    "ArrayOrder",
+    "BatchSampler",
+    "EpochPlan",
+    "IterablePlan",
+    "LazyPermutation",
+    "RandomSampler",
+    "RangeOrder",
+    "Sampler",
+    "SequentialSampler",
+    "SlicedPlan",
+    "SubsetRandomSampler",
+    "SubsetSampler",
+    "WeightedRandomSampler",
+    "batch_count",
+]

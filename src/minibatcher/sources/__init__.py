@@ -1,0 +1,72 @@
+"""Classify any collection once, at the edge, into one of two source shapes.
+
+``as_source(data)`` returns an :class:`IndexedSource` (random access by index, optionally with a
+batched fetch) or a :class:`StreamSource` (read in order). Nothing later branches on the data's
+type: the rest of the loader sees only these two protocols.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .base import IndexedSource
+from .columns import ColumnsSource, arrow_columns, dataframe_columns
+from .iterable import StreamSource, shuffle_buffer
+from .sequence import ArraySource, RangeSource, SequenceSource, TensorSource
+
+Source = IndexedSource | StreamSource
+
+__all__ = ["IndexedSource", "Source", "StreamSource", "as_source", "shuffle_buffer"]
+
+
+def as_source(data: Any) -> Source:
+    """The source for ``data``; raises TypeError naming the type if it is not a collection."""
+    if isinstance(data, (IndexedSource, StreamSource)):
+        return data
+    if isinstance(data, range):
+        return RangeSource(data)
+    if isinstance(data, np.ndarray):
+        return ArraySource(data)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if isinstance(data, torch.Tensor):
+            if data.dim() == 0:
+                raise ValueError("data must have at least one dimension, got a 0-d tensor")
+            return TensorSource(data)
+        tensor_dataset = getattr(getattr(torch.utils, "data", None), "TensorDataset", None)
+        if tensor_dataset is not None and type(data) is tensor_dataset:
+            return TensorSource(data, tensors=tuple(data.tensors))
+    module = type(data).__module__.split(".")[0]
+    if module == "pandas" and hasattr(data, "columns") and hasattr(data, "iloc"):
+        if type(data).__name__ == "Series":
+            return ArraySource(data.to_numpy())
+        return ColumnsSource(data, dataframe_columns(data))
+    if module == "pyarrow" and hasattr(data, "column_names"):
+        return ColumnsSource(data, arrow_columns(data))
+    if isinstance(data, Mapping):
+        return _mapping_source(data)
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        return SequenceSource(data)
+    if isinstance(data, Iterable):
+        return StreamSource(data)
+    raise TypeError(
+        "data must be a collection: a sequence or map-style dataset (len and __getitem__), an "
+        f"array, a dict of columns, a DataFrame, an Arrow table or an iterable; got {type(data)!r}"
+    )
+
+
+def _mapping_source(data: Mapping[Any, Any]) -> Source:
+    if not data:
+        raise ValueError("data is an empty dict: a dict of columns needs at least one column")
+    bad = [k for k, v in data.items() if not hasattr(v, "__len__") or isinstance(v, (str, bytes))]
+    if bad:
+        raise TypeError(
+            "data is a dict, which minibatcher reads as equal-length columns, but "
+            f"column {bad[0]!r} is a {type(data[bad[0]]).__name__}, not a sequence or array; "
+            "for a map-style dataset keyed by index, pass an object with __len__ and __getitem__"
+        )
+    return ColumnsSource(data, {str(k): v for k, v in data.items()})

@@ -1,0 +1,129 @@
+"""Sources for anything indexable with ``len()``: lists, tuples, ranges, map-style datasets
+(including torch Datasets, duck-typed so torch is never imported here), NumPy arrays and torch
+tensors.
+
+In: indices (int64 arrays). Out: items, or a whole batch for ranges, arrays and tensors. State:
+none (the data does not change between epochs).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from .._typing import Allocator, IndexArray
+from .base import IndexedSource
+
+
+class SequenceSource(IndexedSource):
+    """Any object with ``__len__`` and ``__getitem__(int)``; uses ``__getitems__`` when present.
+
+    ``__getitems__(list_of_ints)`` (the torch convention) returns the list of items in one call,
+    which a dataset can implement to read a batch at once.
+    """
+
+    def __init__(self, data: Any) -> None:
+        super().__init__(data)
+        self._getitem = data.__getitem__
+        self._getitems = getattr(data, "__getitems__", None)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        positions = indices.tolist()
+        if self._getitems is not None:
+            return list(self._getitems(positions))
+        getitem = self._getitem
+        return [getitem(i) for i in positions]
+
+
+class RangeSource(IndexedSource):
+    """A ``range``: the batch is computed, not fetched (``start + step * indices``)."""
+
+    batched = True
+
+    def __init__(self, data: range) -> None:
+        super().__init__(data)
+        self._start = data.start
+        self._step = data.step
+        self._len = len(data)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        data = self.data
+        return [data[i] for i in indices.tolist()]
+
+    def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
+        if self._start == 0 and self._step == 1:
+            values = indices
+        else:
+            values = indices * self._step + self._start
+        if allocate is None:
+            return values
+        out = allocate(values.shape, values.dtype)
+        out[...] = values
+        return out
+
+
+class ArraySource(IndexedSource):
+    """A NumPy array indexed along its first axis: a batch is one ``np.take``."""
+
+    batched = True
+
+    def __init__(self, data: np.ndarray) -> None:
+        if data.ndim == 0:
+            raise ValueError("data must have at least one dimension, got a 0-d NumPy array")
+        super().__init__(data)
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        data = self.data
+        return [data[i] for i in indices.tolist()]
+
+    def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
+        data = self.data
+        if allocate is None:
+            return data[indices]
+        out = allocate((len(indices), *data.shape[1:]), data.dtype)
+        np.take(data, indices, axis=0, out=out)
+        return out
+
+
+class TensorSource(IndexedSource):
+    """A torch tensor indexed along its first dimension, or a ``TensorDataset`` (a tuple of them)."""
+
+    batched = True
+
+    def __init__(self, data: Any, tensors: tuple[Any, ...] | None = None) -> None:
+        super().__init__(data)
+        self._tensors = tensors  # set for TensorDataset: items are tuples
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        data = self.data
+        return [data[i] for i in indices.tolist()]
+
+    def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
+        torch = sys.modules["torch"]
+        index = torch.from_numpy(np.ascontiguousarray(indices))
+        if self._tensors is not None:
+            return tuple(_take_tensor(torch, t, index, allocate) for t in self._tensors)
+        return _take_tensor(torch, self.data, index, allocate)
+
+
+def _take_tensor(torch: Any, tensor: Any, index: Any, allocate: Allocator | None) -> Any:
+    if allocate is None or tensor.dtype == torch.bfloat16:
+        return tensor.index_select(0, index)
+    numpy_dtype = torch.empty((), dtype=tensor.dtype).numpy().dtype
+    out = torch.from_numpy(allocate((len(index), *tensor.shape[1:]), numpy_dtype))
+    torch.index_select(tensor, 0, index, out=out)
+    return out

@@ -1,0 +1,45 @@
+"""The executor protocol: tasks in, ``(seq, batch)`` results out.
+
+An executor runs :class:`~minibatcher.work.BatchWork` on a stream of tasks. Inline (here),
+thread and process executors share this one interface, so the loader never branches on the kind
+of worker. Results come back in task order unless the executor was built with ``in_order=False``,
+in which case each result carries its ``seq`` so the loader can still account for it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+Task = tuple[Any, ...]
+Result = tuple[int, Any]
+
+
+class Executor(Protocol):
+    """Runs the work of each task and yields ``(seq, batch)``."""
+
+    def run(self, tasks: Iterator[Task]) -> Iterator[Result]:
+        """Yield one ``(seq, batch)`` per task; stop when the tasks do."""
+        ...
+
+    def close(self) -> None:
+        """Release every resource (workers, shared memory). Idempotent."""
+        ...
+
+
+class InlineExecutor:
+    """Runs the work in the calling thread (``num_workers=0``): no overhead, no concurrency."""
+
+    def __init__(self, work: Callable[[Task], Any]) -> None:
+        self.work = work
+
+    def run(self, tasks: Iterator[Task]) -> Iterator[Result]:
+        work = self.work
+        for task in tasks:
+            yield task[1], work(task)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return "InlineExecutor()"

@@ -1,0 +1,155 @@
+"""The unit of work: one batch's indices in, one finished batch out.
+
+``BatchWork`` is the only place that joins fetch, per-item transforms, collation, output
+conversion and per-batch transforms. It is one picklable callable, so the transport stage runs it
+inline, in threads or in processes without knowing what it does.
+
+A task is a plain tuple ``(epoch, seq, keys, items)`` (tuples are the cheapest object to make per
+batch): ``seq`` is the batch's number in the epoch; ``keys`` are the data indices of its items
+(for streams: their positions in the stream); ``items`` is None for indexed sources (the work
+fetches them) or the items themselves for streams (read by the main process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._typing import Allocator, IndexArray
+from .collation import Collator, collate, converter
+from .sources import IndexedSource
+from .transforms import batch_rng, item_rng, takes_rng
+
+Task = tuple[int, int, IndexArray, "list[Any] | None"]
+
+
+class BatchWork:
+    """Fetch, transform and collate one batch: ``work(task, allocate=None) -> batch``.
+
+    ``allocate`` (optional) gives the memory that stacked arrays are written into; process
+    workers pass a shared-memory allocator so a batch is written once, where it is read.
+    """
+
+    def __init__(
+        self,
+        source: IndexedSource | None,
+        *,
+        seed: int,
+        transform: Callable[..., Any] | None = None,
+        collate_fn: Callable[[Sequence[Any]], Any] | None = collate,
+        batched: bool = True,
+        batch_transform: Callable[..., Any] | None = None,
+        output: str = "auto",
+    ) -> None:
+        self.source = source
+        self.seed = seed
+        self.transform = transform
+        self.collate_fn = collate if collate_fn is None else collate_fn
+        self.batched = batched
+        self.batch_transform = batch_transform
+        self.output = output
+        self._setup()
+
+    def _setup(self) -> None:
+        self._transform_rng = takes_rng(self.transform)
+        self._batch_transform_rng = takes_rng(self.batch_transform)
+        self._accepts_allocator = isinstance(self.collate_fn, Collator)
+        self._convert = converter(self.output) if self.output != "jax" else None
+        self.fast_path = (
+            self.source is not None
+            and self.source.batched
+            and self.transform is None
+            and self.batched
+            and self.collate_fn is collate
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._setup()
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchWork(source={self.source!r}, transform={self.transform!r}, "
+            f"collate_fn={self.collate_fn!r}, batch_transform={self.batch_transform!r}, "
+            f"output={self.output!r}, fast_path={self.fast_path})"
+        )
+
+    def __call__(self, task: Task, allocate: Allocator | None = None) -> Any:
+        epoch, seq, keys, items = task
+        try:
+            if items is None:
+                if self.fast_path:
+                    batch = self.source.fetch_batch(keys, allocate)  # type: ignore[union-attr]
+                    return self._finish(batch, epoch, seq)
+                items = self.source.fetch_items(keys)  # type: ignore[union-attr]
+            if self.transform is not None:
+                items = self._transform_items(items, keys, epoch)
+            if not self.batched:
+                return self._finish(items[0], epoch, seq)
+            if self._accepts_allocator:
+                batch = self.collate_fn(items, allocate)  # type: ignore[call-arg]
+            else:
+                batch = self.collate_fn(items)
+            return self._finish(batch, epoch, seq)
+        except Exception as e:
+            _add_note(e, self._describe_failure(task))
+            raise
+
+    def _transform_items(self, items: list[Any], keys: IndexArray, epoch: int) -> list[Any]:
+        fn = self.transform
+        assert fn is not None
+        if not self._transform_rng:
+            return [fn(item) for item in items]
+        seed = self.seed
+        return [fn(item, rng=item_rng(seed, epoch, k)) for item, k in zip(items, keys.tolist())]
+
+    def _finish(self, batch: Any, epoch: int, seq: int) -> Any:
+        if self._convert is not None:
+            batch = self._convert(batch)
+        if self.batch_transform is not None and self.output != "jax":
+            batch = self.apply_batch_transform(batch, epoch, seq)
+        return batch
+
+    def apply_batch_transform(self, batch: Any, epoch: int, seq: int) -> Any:
+        """Run the per-batch transform (the loader calls it itself for ``output='jax'``)."""
+        fn = self.batch_transform
+        if fn is None:
+            return batch
+        if self._batch_transform_rng:
+            return fn(batch, rng=batch_rng(self.seed, epoch, seq))
+        return fn(batch)
+
+    def _describe_failure(self, task: Task) -> str:
+        epoch, seq, keys, items = task
+        where = "stream position" if items is not None else "index"
+        culprit = self._find_failing_key(task)
+        shown = keys[:16].tolist()
+        more = "..." if len(keys) > 16 else ""
+        head = f"while loading batch {seq} of epoch {epoch} ({where}s {shown}{more})"
+        return head if culprit is None else f"{head}: the item at {where} {culprit} failed"
+
+    def _find_failing_key(self, task: Task) -> int | None:
+        """Re-run the items one at a time to name the one that fails (only on the error path)."""
+        epoch, _, keys, items = task
+        if self.source is None and items is None:
+            return None
+        for position, key in enumerate(keys.tolist()):
+            try:
+                one_key = np.array([key], dtype=np.int64)
+                one = [items[position]] if items is not None else self.source.fetch_items(one_key)  # type: ignore[union-attr]
+                if self.transform is not None:
+                    self._transform_items(one, one_key, epoch)
+            except Exception:
+                return int(key)
+        return None
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    add_note = getattr(error, "add_note", None)  # Python >= 3.11
+    if add_note is not None:
+        add_note(note)
