@@ -52,6 +52,20 @@ class DataLoader(Generic[T]):
             seeded from ``(seed, epoch, index)``.
         batch_transform: called on each collated batch (``rng``: seeded from the batch number).
         output: ``"auto"`` (keep each leaf's framework), ``"numpy"``, ``"torch"`` or ``"jax"``.
+        shuffle_buffer: size of the shuffle buffer for data without ``len()``.
+        num_workers: worker processes or threads (0: load in the calling thread; ``"auto"``:
+            chosen by measurement).
+        worker_type: ``"process"`` or ``"thread"``.
+        prefetch: batches in flight per worker.
+        persistent_workers: keep workers alive between epochs.
+        in_order: ``False`` hands batches over as they are ready (still each exactly once).
+        timeout: seconds to wait for one batch before raising ``TimeoutError``.
+        worker_init_fn: called in each worker with its id.
+        mp_context: ``"fork"``, ``"spawn"`` or ``"forkserver"`` for process workers.
+        shard: ``(rank, world_size)`` or ``"auto"``: this rank's disjoint share of every epoch.
+        uneven: when the data does not split evenly across ranks: ``"pad"``, ``"drop"`` or
+            ``"allow"``.
+        progress: show a progress bar per epoch (needs tqdm).
 
     Example::
 
@@ -76,6 +90,17 @@ class DataLoader(Generic[T]):
         output: Literal["auto", "numpy", "torch", "jax"] = "auto",
         shuffle_buffer: int = 10_000,
         bs: int | None = None,
+        num_workers: int | Literal["auto"] = 0,
+        worker_type: Literal["process", "thread"] = "process",
+        prefetch: int = 2,
+        persistent_workers: bool = False,
+        in_order: bool = True,
+        timeout: float | None = None,
+        worker_init_fn: Callable[[int], Any] | None = None,
+        mp_context: str | None = None,
+        shard: tuple[int, int] | Literal["auto"] | None = None,
+        uneven: Literal["pad", "drop", "allow"] = "pad",
+        progress: bool = False,
     ) -> None:
         if bs is not None:
             if batch_size != 1:
@@ -96,6 +121,17 @@ class DataLoader(Generic[T]):
             batch_transform=batch_transform,
             output=output,
             shuffle_buffer=shuffle_buffer,
+            num_workers=num_workers,
+            worker_type=worker_type,
+            prefetch=prefetch,
+            persistent_workers=persistent_workers,
+            in_order=in_order,
+            timeout=timeout,
+            worker_init_fn=worker_init_fn,
+            mp_context=mp_context,
+            shard=shard,
+            uneven=uneven,
+            progress=progress,
         )
         try:
             check_output(output)
