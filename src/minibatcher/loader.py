@@ -189,7 +189,7 @@ class DataLoader(Generic[T]):
         """The batches of ``epoch`` as index arrays."""
         opts = self.options
         sampler = self._sampler
-        n = len(self.source)  # type: ignore[arg-type]
+        n = len(self.source)
         size = opts.batch_size or 1
         drop_last = opts.drop_last
         if isinstance(sampler, BatchSampler) and isinstance(sampler.sampler, Sampler):
@@ -289,7 +289,7 @@ class DataLoader(Generic[T]):
         """
         epoch = self._next_epoch
         for batch in self._iterate(epoch, start=0):
-            return batch  # type: ignore[no-any-return]
+            return batch
         raise ValueError("one_batch() found no batch: the data is empty (or all dropped)")
 
     def __repr__(self) -> str:

@@ -122,11 +122,15 @@ class LoaderOptions:
             or not isinstance(self.timeout, numbers.Real)
             or not self.timeout > 0
         ):
-            raise ConfigError(f"timeout must be a positive number of seconds or None, got {self.timeout!r}")
+            raise ConfigError(
+                f"timeout must be a positive number of seconds or None, got {self.timeout!r}"
+            )
         methods = multiprocessing.get_all_start_methods()
         if self.mp_context is not None and self.mp_context not in methods:
-            raise ConfigError(f"mp_context must be None or one of {methods}, got {self.mp_context!r}")
-        if self.persistent_workers and workers == 0:
+            raise ConfigError(
+                f"mp_context must be None or one of {methods}, got {self.mp_context!r}"
+            )
+        if self.persistent_workers and workers == 0:  # type: ignore[comparison-overlap]
             raise ConfigError("persistent_workers=True needs num_workers > 0, got num_workers=0")
 
     def _check_shard(self) -> None:

@@ -106,7 +106,8 @@ class BatchWork:
         if not self._transform_rng:
             return [fn(item) for item in items]
         seed = self.seed
-        return [fn(item, rng=item_rng(seed, epoch, k)) for item, k in zip(items, keys.tolist())]
+        pairs = zip(items, keys.tolist(), strict=True)
+        return [fn(item, rng=item_rng(seed, epoch, k)) for item, k in pairs]
 
     def _finish(self, batch: Any, epoch: int, seq: int) -> Any:
         if self._convert is not None:

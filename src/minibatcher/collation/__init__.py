@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .backends import OUTPUTS, check_output, converter, map_leaves
-from .default import Collator, CollateFn, collate, format_path
+from .default import CollateFn, Collator, collate, format_path
 from .pad import PadCollator, pad_collate
 
 __all__ = [

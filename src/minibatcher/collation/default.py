@@ -184,7 +184,8 @@ class Collator:
         kinds = _types(items)
         return CollateError(
             f"cannot collate {format_path(path)}: items of types {kinds} have different "
-            f"shapes {sorted(set(shapes))} (per item: {shapes[:8]}{'...' if len(shapes) > 8 else ''})"
+            f"shapes {sorted(set(shapes))} (per item: {shapes[:8]}"
+            f"{'...' if len(shapes) > 8 else ''})"
             "; to batch variable-length arrays use collate_fn=minibatcher.pad_collate"
         )
 

@@ -57,11 +57,11 @@ class PadCollator(Collator):
         else:
             out = allocate((len(arrays), *shape), dtype)
         out[...] = self.pad_value
-        for row, a in zip(out, arrays):
+        for row, a in zip(out, arrays, strict=True):
             if self.side == "right":
                 row[tuple(slice(0, n) for n in a.shape)] = a
             else:
-                row[tuple(slice(m - n, m) for n, m in zip(a.shape, shape))] = a
+                row[tuple(slice(m - n, m) for n, m in zip(a.shape, shape, strict=True))] = a
         return (out, lengths) if self.return_lengths else out
 
 

@@ -87,6 +87,7 @@ class Sampler(abc.ABC):
 
     def __iter__(self) -> Iterator[int]:
         seed = self._own_seed if self.seed is None else self.seed
+        assert seed is not None
         order = self.order(seed, self._epoch)
         return iter(order.slice(0, len(order)).tolist())
 
@@ -98,10 +99,12 @@ def sized_length(data_source: Sized | int, name: str = "data_source") -> int:
     """``len(data_source)``, or the int itself; raises naming the argument."""
     if isinstance(data_source, (int, np.integer)) and not isinstance(data_source, bool):
         if data_source < 0:
-            raise ValueError(f"{name} must be a non-negative int or a sized object, got {data_source}")
+            raise ValueError(
+                f"{name} must be a non-negative int or a sized object, got {data_source}"
+            )
         return int(data_source)
     try:
-        return len(data_source)
+        return len(data_source)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(
             f"{name} must be an int or have len(), got {type(data_source).__name__}"

@@ -59,7 +59,7 @@ def _normalise(column: Any) -> Any:
     if isinstance(column, (list, tuple, range)):
         values = list(column)
         kinds = {type(v) for v in values}
-        if kinds and kinds <= {int} or kinds == {float} or kinds == {bool}:
+        if (kinds and kinds <= {int}) or kinds == {float} or kinds == {bool}:
             array = np.asarray(values)
             if array.dtype != object:
                 return array
@@ -100,9 +100,9 @@ def dataframe_columns(frame: Any) -> dict[str, Any]:
 
 
 def arrow_columns(table: Any) -> dict[str, Any]:
-    """The columns of a pyarrow Table: NumPy arrays for numeric columns without nulls, else lists."""
+    """The columns of a pyarrow Table: arrays for numeric columns without nulls, else lists."""
     columns: dict[str, Any] = {}
-    for name, column in zip(table.column_names, table.columns):
+    for name, column in zip(table.column_names, table.columns, strict=True):
         kind = str(column.type)
         numeric = kind.startswith(("int", "uint", "float", "double", "bool", "halffloat"))
         if numeric and column.null_count == 0:

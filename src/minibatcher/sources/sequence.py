@@ -97,7 +97,7 @@ class ArraySource(IndexedSource):
 
 
 class TensorSource(IndexedSource):
-    """A torch tensor indexed along its first dimension, or a ``TensorDataset`` (a tuple of them)."""
+    """A torch tensor indexed along its first dimension, or a ``TensorDataset`` (tensors)."""
 
     batched = True
 
