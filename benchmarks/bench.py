@@ -61,7 +61,7 @@ def numpy_gather_rate(columns: Sequence[np.ndarray], batch_size: int, config: Co
         perm = np.random.default_rng(e).permutation(n)
         for i in range(0, n, batch_size):
             index = perm[i : i + batch_size]
-            for col, is_object in zip(columns, objects):
+            for col, is_object in zip(columns, objects, strict=True):
                 batch = col[index]
                 if is_object:
                     batch.tolist()
@@ -72,6 +72,13 @@ def numpy_gather_rate(columns: Sequence[np.ndarray], batch_size: int, config: Co
 def loader_rate(loader: Any, items: int, config: Config) -> float:
     """Items/s of a loader whose every ``iter()`` is one epoch (minibatcher, torch, fastai)."""
     return rate(lambda _e: drain(loader), items, config)
+
+
+def torch_loader(data: Any, **kwargs: Any) -> Any:
+    """``torch.utils.data.DataLoader(data, **kwargs)`` (typed loosely: torch wants a Dataset)."""
+    import torch.utils.data as tud
+
+    return tud.DataLoader(data, **kwargs)
 
 
 # -- W1: range(1M), batch_size 64, shuffle ---------------------------------------------------------
@@ -88,10 +95,9 @@ def w1_minibatcher(config: Config) -> float:
 
 
 def w1_torch(config: Config) -> float:
-    import torch.utils.data as tud
 
     n = config.size(W1_FULL, W1_QUICK)
-    return loader_rate(tud.DataLoader(range(n), batch_size=W1_BATCH, shuffle=True), n, config)
+    return loader_rate(torch_loader(range(n), batch_size=W1_BATCH, shuffle=True), n, config)
 
 
 def w1_fastai(config: Config) -> float:
@@ -119,10 +125,9 @@ def w2_minibatcher(config: Config) -> float:
 
 
 def w2_torch(config: Config) -> float:
-    import torch.utils.data as tud
 
     x = w2_array(config.size(W2_FULL, W2_QUICK))
-    return loader_rate(tud.DataLoader(x, batch_size=W2_BATCH, shuffle=True), len(x), config)
+    return loader_rate(torch_loader(x, batch_size=W2_BATCH, shuffle=True), len(x), config)
 
 
 def w2_torch_batched(config: Config) -> float:
@@ -130,7 +135,7 @@ def w2_torch_batched(config: Config) -> float:
     import torch
     import torch.utils.data as tud
 
-    class Rows(tud.Dataset):  # type: ignore[type-arg]
+    class Rows(tud.Dataset):
         def __init__(self, x: np.ndarray) -> None:
             self.x = x
 
@@ -177,15 +182,14 @@ def w3_minibatcher(config: Config) -> float:
     from minibatcher import DataLoader
 
     pairs = w3_pairs(config.size(W3_FULL, W3_QUICK))
-    loader = DataLoader(pairs, batch_size=W3_BATCH, shuffle=True, seed=0)
+    loader: DataLoader[Any] = DataLoader(pairs, batch_size=W3_BATCH, shuffle=True, seed=0)
     return loader_rate(loader, len(pairs), config)
 
 
 def w3_torch(config: Config) -> float:
-    import torch.utils.data as tud
 
     pairs = w3_pairs(config.size(W3_FULL, W3_QUICK))
-    loader = tud.DataLoader(pairs, batch_size=W3_BATCH, shuffle=True)  # type: ignore[arg-type]
+    loader = torch_loader(pairs, batch_size=W3_BATCH, shuffle=True)
     return loader_rate(loader, len(pairs), config)
 
 
@@ -253,7 +257,7 @@ CORE_WORKLOADS: tuple[Workload, ...] = (
 def all_workloads() -> tuple[Workload, ...]:
     """W1-W3, then the workloads of ``benchmarks/workers.py`` when that module exists."""
     try:
-        import workers  # type: ignore[import-not-found]
+        import workers
     except ModuleNotFoundError as e:
         if e.name != "workers":
             raise
@@ -280,7 +284,8 @@ def import_rss(imports: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -325,7 +330,8 @@ def report(
     mode = "QUICK (N = 200,000; not comparable to full runs)" if config.quick else "full"
     header = (
         f"minibatcher benchmark, {mode}: warm-up {config.warmup} epoch, median of "
-        f"{config.epochs} epochs, each cell in a fresh process. Python {platform.python_version()}, "
+        f"{config.epochs} epochs, each cell in a fresh process. "
+        f"Python {platform.python_version()}, "
         f"NumPy {numpy.__version__}, {os.cpu_count()} CPUs."
     )
     ratios, _ = targets_table(workloads, results)
@@ -342,7 +348,9 @@ def report(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller N (200,000), 3 epochs")
-    parser.add_argument("--epochs", type=int, default=None, help="timed epochs (default 5; 3 quick)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="timed epochs (default 5; 3 with --quick)"
+    )
     parser.add_argument("--only", default=None, help="comma-separated workload ids, e.g. W1,W3")
     parser.add_argument("--cell", nargs=2, metavar=("WORKLOAD", "COMPETITOR"),
                         help="run one cell in this process and print its value as JSON")
@@ -362,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         wanted = [name.strip() for name in args.only.split(",")]
         unknown = set(wanted) - {w.id for w in workloads}
         if unknown:
-            parser.error(f"unknown workload(s) {sorted(unknown)}; known: {[w.id for w in workloads]}")
+            known = [w.id for w in workloads]
+            parser.error(f"unknown workload(s) {sorted(unknown)}; known: {known}")
         workloads = tuple(w for w in workloads if w.id in wanted)
     results = run_all(workloads, config)
     print(report(workloads, results, config))
