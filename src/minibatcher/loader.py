@@ -20,6 +20,7 @@ import numpy as np
 
 from ._seed import BUFFER_STREAM, draw_seed, generator
 from .collation import check_output, converter
+from .device import DeviceTransfer
 from .errors import ConfigError
 from .options import LoaderOptions
 from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler
@@ -66,6 +67,10 @@ class DataLoader(Generic[T]):
         uneven: when the data does not split evenly across ranks: ``"pad"``, ``"drop"`` or
             ``"allow"``.
         progress: show a progress bar per epoch (needs tqdm).
+        device: a torch device (``"cuda"``): batches arrive there as torch tensors, copied on a
+            side stream one batch ahead so the copy overlaps the training step (needs torch).
+        pin_memory: copy batches into page-locked host memory first (faster, asynchronous copies
+            to CUDA; skipped with a warning when no CUDA device is available).
 
     Example::
 
@@ -101,6 +106,8 @@ class DataLoader(Generic[T]):
         shard: tuple[int, int] | Literal["auto"] | None = None,
         uneven: Literal["pad", "drop", "allow"] = "pad",
         progress: bool = False,
+        device: Any = None,
+        pin_memory: bool = False,
     ) -> None:
         if bs is not None:
             if batch_size != 1:
@@ -132,6 +139,8 @@ class DataLoader(Generic[T]):
             shard=shard,
             uneven=uneven,
             progress=progress,
+            device=device,
+            pin_memory=pin_memory,
         )
         try:
             check_output(output)
@@ -152,6 +161,9 @@ class DataLoader(Generic[T]):
             output=output,
         )
         self._jax_convert = converter("jax") if output == "jax" else None
+        self._device = (
+            DeviceTransfer(device, pin_memory) if device is not None or pin_memory else None
+        )
         self.epoch = 0
         """The epoch of the latest ``iter()`` (the one in progress while iterating)."""
         self._next_epoch = 0
@@ -236,7 +248,10 @@ class DataLoader(Generic[T]):
         executor = self._executor()
         finish = self._finish_in_main
         try:
-            for _seq, batch in executor.run(self._tasks(epoch, start)):
+            results = executor.run(self._tasks(epoch, start))
+            if self._device is not None:
+                results = self._device.run(results)
+            for _seq, batch in results:
                 yield batch if finish is None else finish(batch, epoch, _seq)
         finally:
             executor.close()

@@ -64,11 +64,15 @@ class LoaderOptions:
     shard: Any = None
     uneven: Uneven = "pad"
     progress: bool = False
+    device: Any = None
+    pin_memory: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             _positive_int(self.batch_size, "batch_size")
-        for name in ("shuffle", "drop_last", "persistent_workers", "in_order", "progress"):
+        for name in (
+            "shuffle", "drop_last", "persistent_workers", "in_order", "progress", "pin_memory"
+        ):
             _bool(getattr(self, name), name)
         if self.seed is not None:
             try:

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .._typing import IndexArray, IndexOrder
+from .batch import batch_count
 
 T = TypeVar("T")
 
@@ -200,7 +201,8 @@ def shard_iter(items: Iterable[T], spec: ShardSpec) -> Iterator[T]:
 
 @dataclasses.dataclass(frozen=True)
 class RankProgress:
-    """How far one old rank got in an epoch: batches ``< next_batch`` and ``above`` delivered."""
+    """How far one old rank got in an epoch: batches ``< next_batch`` and ``above`` delivered
+    (``finished``: the rank delivered its whole share and moved on to the next epoch)."""
 
     rank: int
     next_batch: int
@@ -214,13 +216,16 @@ def remaining_after(
     world_size: int,
     uneven: str,
     batch_size: int,
+    drop_last: bool,
     progress: Sequence[RankProgress],
 ) -> Domain:
     """The domain still to deliver after ``progress`` of all ranks of a world of ``world_size``.
 
     ``n`` is the length of the epoch's order, ``domain`` the part the old world was splitting,
-    ``batch_size`` the batch size of the old ranks. Pad positions (repeats) never count as
-    delivered items: the item they repeat is delivered (or not) at its own position.
+    ``batch_size``/``drop_last`` those of the old ranks. Pad positions (repeats) never count as
+    delivered items: the item they repeat is delivered (or not) at its own position. Items that
+    the old world would have dropped (``drop``, ``drop_last``) and did not deliver stay in the
+    domain; the new world drops by its own rule.
     """
     base = RemainderOrder(_Length(n), domain)
     size = len(base)
@@ -228,7 +233,8 @@ def remaining_after(
     delivered: list[IndexArray] = []
     for p in progress:
         count = shard_count(size, p.rank, world_size, uneven)
-        done = count if p.finished else min(p.next_batch * batch_size, count)
+        batches = batch_count(count, batch_size, drop_last) if p.finished else p.next_batch
+        done = min(batches * batch_size, count)
         first_open = min(first_open, done * world_size + p.rank)
         extra = [np.arange(done)] if done else []
         for seq in p.above:
@@ -262,7 +268,3 @@ class _Length:
 
     def slice(self, start: int, stop: int) -> IndexArray:
         return np.arange(start, min(stop, self.n), dtype=np.int64)
-
-
-def _unused(_: Any) -> None:  # pragma: no cover - keeps Any imported for type comments
-    return None
