@@ -100,12 +100,16 @@ def dataframe_columns(frame: Any) -> dict[str, Any]:
 
 
 def arrow_columns(table: Any) -> dict[str, Any]:
-    """The columns of a pyarrow Table: arrays for numeric columns without nulls, else lists."""
+    """The columns of a pyarrow Table: NumPy arrays for numeric columns, else lists.
+
+    Integer and float columns with nulls become float64 arrays with NaN for the nulls (as pandas
+    and pyarrow's ``to_numpy`` do), so a nullable numeric column still batches into one array.
+    """
     columns: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         kind = str(column.type)
         numeric = kind.startswith(("int", "uint", "float", "double", "bool", "halffloat"))
-        if numeric and column.null_count == 0:
+        if numeric and (column.null_count == 0 or kind != "bool"):
             columns[name] = column.to_numpy()
         else:
             columns[name] = column.to_pylist()
