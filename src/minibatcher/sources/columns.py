@@ -90,12 +90,22 @@ def _is_tensor(obj: Any) -> bool:
 
 
 def dataframe_columns(frame: Any) -> dict[str, Any]:
-    """The columns of a pandas DataFrame: NumPy arrays, or lists for object and text columns."""
+    """The columns of a pandas DataFrame: NumPy arrays, or lists for object and text columns.
+
+    In text and object columns a missing value (pandas' NaN or None) becomes None, as Arrow's
+    nulls do, so a text column with gaps batches into a list of str and None.
+    """
     columns: dict[str, Any] = {}
     for name in frame.columns:
         series = frame[name]
         array = series.to_numpy()
-        columns[str(name)] = array.tolist() if array.dtype == object else array
+        if array.dtype == object:
+            values = array.tolist()
+            for i in np.flatnonzero(series.isna().to_numpy()).tolist():
+                values[i] = None
+            columns[str(name)] = values
+        else:
+            columns[str(name)] = array
     return columns
 
 
