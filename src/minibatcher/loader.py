@@ -18,13 +18,16 @@ from typing import Any, Generic, Literal, TypeVar, final
 
 import numpy as np
 
-from ._seed import BUFFER_STREAM, draw_seed, generator
+from . import state as _state
+from ._seed import BUFFER_STREAM, generator
 from .collation import check_output, converter
 from .device import DeviceTransfer
-from .errors import ConfigError
+from .distributed import resolve_seed, resolve_shard
+from .errors import ConfigError, StateError
 from .options import LoaderOptions
 from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler
 from .samplers.batch import EpochPlan, IterablePlan, SlicedPlan, batch_count, chunked
+from .samplers.shard import Domain, shard_iter, shard_length, shard_order
 from .sources import IndexedSource, StreamSource, as_source, shuffle_buffer
 from .transport import Executor, InlineExecutor
 from .work import BatchWork, Task
@@ -148,7 +151,9 @@ class DataLoader(Generic[T]):
             raise ConfigError(str(e)) from None
         self.source = as_source(data)
         self.dataset = data
-        self.seed: int = draw_seed() if seed is None else int(seed)
+        self._shard = resolve_shard(shard, uneven)
+        """This rank's place among the ranks (None: no sharding), resolved once."""
+        self.seed: int = resolve_seed(seed, self._shard)
         """The seed of every random choice: pass it back as ``seed=`` to replay a run."""
         self._sampler = self._resolve_sampler()
         self.work = BatchWork(
@@ -167,6 +172,8 @@ class DataLoader(Generic[T]):
         self.epoch = 0
         """The epoch of the latest ``iter()`` (the one in progress while iterating)."""
         self._next_epoch = 0
+        self._progress: _state.Progress | None = None  # the latest epoch's, updated as delivered
+        self._resume: _state.Progress | None = None  # loaded by load_state_dict, for next iter()
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -197,25 +204,39 @@ class DataLoader(Generic[T]):
         n = len(self.source)
         return RandomSampler(n) if opts.shuffle else SequentialSampler(n)
 
-    def _plan(self, epoch: int) -> EpochPlan:
-        """The batches of ``epoch`` as index arrays."""
+    def _sliced(self) -> tuple[Sampler, int, bool] | None:
+        """``(sampler, batch_size, drop_last)`` when the batches are slices of our own order."""
+        sampler, opts = self._sampler, self.options
+        if isinstance(sampler, BatchSampler) and isinstance(sampler.sampler, Sampler):
+            return sampler.sampler, sampler.batch_size, sampler.drop_last
+        if isinstance(sampler, Sampler) and opts.batch_sampler is None:
+            return sampler, opts.batch_size or 1, opts.drop_last
+        return None
+
+    def _plan(self, epoch: int, domain: Domain | None = None) -> EpochPlan:
+        """The batches of ``epoch``: this rank's share (of ``domain``, after an elastic resume)."""
         opts = self.options
         sampler = self._sampler
         n = len(self.source)
-        size = opts.batch_size or 1
-        drop_last = opts.drop_last
-        if isinstance(sampler, BatchSampler) and isinstance(sampler.sampler, Sampler):
-            size, drop_last = sampler.batch_size, sampler.drop_last
-            sampler = sampler.sampler
-        elif opts.batch_sampler is not None:
-            return IterablePlan(_with_epoch(sampler, epoch), n, _length(sampler))
-        if isinstance(sampler, Sampler):
+        spec = self._shard
+        sliced = self._sliced()
+        if sliced is not None:
+            sampler, size, drop_last = sliced
             _check_range(sampler, n)
             seed = self.seed if sampler.seed is None else sampler.seed
-            return SlicedPlan(sampler.order(seed, epoch), size, drop_last)
-        length = _length(sampler)
+            order = shard_order(sampler.order(seed, epoch), spec, domain)
+            return SlicedPlan(order, size, drop_last)
+        if opts.batch_sampler is not None:
+            batches = _with_epoch(sampler, epoch)
+            count = shard_length(_length(sampler), spec)
+            return IterablePlan(batches if spec is None else shard_iter(batches, spec), n, count)
+        size, drop_last = opts.batch_size or 1, opts.drop_last
+        indices = _with_epoch(sampler, epoch)
+        length = shard_length(_length(sampler), spec)
         count = None if length is None else batch_count(length, size, drop_last)
-        return IterablePlan(chunked(_with_epoch(sampler, epoch), size, drop_last), n, count)
+        if spec is not None:
+            indices = shard_iter(indices, spec)
+        return IterablePlan(chunked(indices, size, drop_last), n, count)
 
     # -- epochs --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -226,10 +247,13 @@ class DataLoader(Generic[T]):
                     f"len() of a DataLoader over {type(self.dataset).__name__} is unknown: the "
                     "data has no len() (it is read as a stream)"
                 )
+            length = shard_length(self.source.length, self._shard)
+            assert length is not None
             if self.options.batch_size is None:
-                return self.source.length
-            return batch_count(self.source.length, self.options.batch_size, self.drop_last)
-        return len(self._plan(self._next_epoch))
+                return length
+            return batch_count(length, self.options.batch_size, self.drop_last)
+        resume = self._resume
+        return len(self._plan(self._next_epoch, None if resume is None else resume.domain))
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``iter()`` epoch ``epoch`` (later ones follow from it)."""
@@ -237,27 +261,50 @@ class DataLoader(Generic[T]):
             raise ConfigError(f"epoch must be a non-negative int, got {epoch!r}")
         self._next_epoch = int(epoch)
         self.epoch = int(epoch)
+        self._progress = None
+        if self._resume is not None and self._resume.epoch != epoch:
+            self._resume = None
 
     def __iter__(self) -> Iterator[T]:
         epoch = self._next_epoch
         self.epoch = epoch
         self._next_epoch = epoch + 1
-        return self._iterate(epoch, start=0)
+        progress = self._resume or _state.Progress(epoch)
+        self._resume = None
+        self._progress = progress
+        return self._iterate(epoch, progress.next_batch, progress)
 
-    def _iterate(self, epoch: int, start: int) -> Iterator[Any]:
+    def _iterate(
+        self, epoch: int, start: int, progress: _state.Progress | None = None
+    ) -> Iterator[Any]:
+        """Run the epoch from batch ``start``; ``progress`` records what the user received."""
+        if progress is None:
+            progress = _state.Progress(epoch, start)
         executor = self._executor()
         finish = self._finish_in_main
         try:
-            results = executor.run(self._tasks(epoch, start))
+            tasks = self._tasks(epoch, start, progress.domain, frozenset(progress.above), progress)
+            results = executor.run(tasks)
             if self._device is not None:
                 results = self._device.run(results)
             for _seq, batch in results:
-                yield batch if finish is None else finish(batch, epoch, _seq)
+                if finish is not None:
+                    batch = finish(batch, epoch, _seq)
+                # The batch is the user's once yielded: record it first (one compare, one write).
+                if _seq == progress.next_batch:
+                    progress.next_batch = _seq + 1
+                    if progress.above:
+                        progress.advance()
+                else:
+                    progress.above.add(_seq)
+                yield batch
+            progress.finished = True
         finally:
             executor.close()
 
     def _executor(self) -> Executor:
-        return InlineExecutor(self.work)
+        pinned = None if self._device is None else self._device.allocator()
+        return InlineExecutor(self.work, allocate=pinned)
 
     @property
     def _finish_in_main(self) -> Callable[[Any, int, int], Any] | None:
@@ -271,31 +318,77 @@ class DataLoader(Generic[T]):
 
         return finish
 
-    def _tasks(self, epoch: int, start: int) -> Iterator[Task]:
-        """The epoch's tasks from batch ``start`` on: ``(epoch, seq, keys, items)``."""
+    def _tasks(
+        self,
+        epoch: int,
+        start: int,
+        domain: Domain | None = None,
+        skip: frozenset[int] = frozenset(),
+        progress: _state.Progress | None = None,
+    ) -> Iterator[Task]:
+        """The tasks ``(epoch, seq, keys, items)`` from batch ``start`` on, less ``skip``."""
         if isinstance(self.source, StreamSource):
-            yield from self._stream_tasks(epoch, start)
+            yield from self._stream_tasks(epoch, start, skip, progress)
             return
-        for seq, keys in enumerate(self._plan(epoch).batches(start), start):
+        plan = self._plan(epoch, domain)
+        batches: Iterator[tuple[int, Any]] = enumerate(plan.batches(start), start)
+        if skip:  # a resumed epoch whose batches were handed over out of order
+            batches = ((seq, keys) for seq, keys in batches if seq not in skip)
+        for seq, keys in batches:
             yield (epoch, seq, keys, None)
 
-    def _stream_tasks(self, epoch: int, start: int) -> Iterator[Task]:
+    def _stream_tasks(
+        self,
+        epoch: int,
+        start: int,
+        skip: frozenset[int] = frozenset(),
+        progress: _state.Progress | None = None,
+    ) -> Iterator[Task]:
+        """Read the stream in the main process. Resuming re-reads and skips the consumed items,
+        unless the data has its own ``state_dict()`` (no shuffle buffer, no sharding): then it
+        restarts from its saved state, and each batch's source state is kept until delivered."""
         source = self.source
         assert isinstance(source, StreamSource)
+        stateful = progress is not None and self._stateful_stream
+        saved = progress.source_state if stateful and start > 0 else None  # type: ignore[union-attr]
+        if saved is not None:
+            source.data.load_state_dict(saved["state"])  # type: ignore[attr-defined]
         pairs = source.items(epoch)
+        if saved is not None:
+            offset = int(saved["items_consumed"])
+            pairs = ((p + offset, item) for p, item in pairs)
         if self.options.shuffle:
             rng = generator(self.seed, epoch, BUFFER_STREAM)
             pairs = shuffle_buffer(pairs, self.options.shuffle_buffer, rng)
+        if self._shard is not None:
+            pairs = shard_iter(pairs, self._shard)
         size = self.options.batch_size or 1
         drop_last = self.options.drop_last
-        seq = 0
+        seq = 0 if saved is None else start
+        consumed = 0 if saved is None else offset
         while chunk := list(itertools.islice(pairs, size)):
             if drop_last and len(chunk) < size:
                 return
-            if seq >= start:
+            if stateful:
+                consumed += len(chunk)
+                snapshot = {"items_consumed": consumed, "state": source.data.state_dict()}  # type: ignore[attr-defined]
+                _state.keep_snapshot(progress, seq, snapshot)  # type: ignore[arg-type]
+            if seq >= start and seq not in skip:
                 keys = np.fromiter((p for p, _ in chunk), dtype=np.int64, count=len(chunk))
                 yield (epoch, seq, keys, [item for _, item in chunk])
             seq += 1
+
+    @property
+    def _stateful_stream(self) -> bool:
+        """Whether a stream resumes from its own state (else by re-reading and skipping)."""
+        data = getattr(self.source, "data", None)
+        return (
+            isinstance(self.source, StreamSource)
+            and callable(getattr(data, "state_dict", None))
+            and callable(getattr(data, "load_state_dict", None))
+            and not self.options.shuffle
+            and self._shard is None
+        )
 
     def one_batch(self) -> T:
         """The first batch of the current epoch, without starting an epoch.
@@ -306,6 +399,80 @@ class DataLoader(Generic[T]):
         for batch in self._iterate(epoch, start=0):
             return batch
         raise ValueError("one_batch() found no batch: the data is empty (or all dropped)")
+
+    # -- checkpoints (schema and rules: state.py) ---------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The position of the batches the user has received, as a small JSON-able dict.
+
+        Take it between any two batches; a loader built with the same arguments (any
+        ``num_workers`` or ``worker_type``) continues from it with :meth:`load_state_dict`.
+        """
+        progress = self._progress
+        if progress is None or progress.finished:
+            progress = self._resume or _state.Progress(self._next_epoch)
+        return _state.make_state(
+            config=self._state_config(),
+            epoch=progress.epoch,
+            next_batch=progress.next_batch,
+            above=progress.above,
+            spec=self._shard,
+            uneven=self.options.uneven,
+            domain=progress.domain,
+            source=progress.source_state if self._stateful_stream else None,
+        )
+
+    def load_state_dict(self, state: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
+        """Continue from ``state``: the next ``iter()`` yields the rest of its epoch.
+
+        A list of states (one per rank of an earlier job with any number of ranks) is an elastic
+        resume: the items of the epoch that no old rank delivered are split over this job's
+        ranks, each exactly once; later epochs follow the seed as usual.
+        """
+        config = self._state_config()
+        if isinstance(state, (list, tuple)):
+            ckpts = [_state.parse_state(s) for s in state]
+            for ckpt in ckpts:
+                _state.check_config(ckpt.config, config)
+            sliced = self._sliced()
+            if sliced is None:
+                what = "a stream" if self._sampler is None else "a user's sampler"
+                raise StateError(
+                    "elastic resume (a list of states) needs data with len() ordered by one of "
+                    f"minibatcher's samplers (the default ones included); this loader reads {what}"
+                )
+            sampler, size, drop_last = sliced
+            epoch, domain = _state.merge_ranks(ckpts, len(sampler), size, drop_last)
+            resume = _state.Progress(epoch, 0, domain=domain)
+        else:
+            ckpt = _state.parse_state(state)
+            _state.check_config(ckpt.config, config)
+            _state.check_rank(ckpt, self._shard, self.options.uneven)
+            resume = _state.Progress(
+                ckpt.epoch, ckpt.next_batch, ckpt.above, ckpt.domain, source=ckpt.source
+            )
+            _state.check_position(resume, self._plan_length(resume))
+        self._resume = resume
+        self._progress = None
+        self._next_epoch = self.epoch = resume.epoch
+
+    def _plan_length(self, progress: _state.Progress) -> int | None:
+        """The number of batches of ``progress``'s epoch, where known in advance."""
+        if isinstance(self.source, StreamSource):
+            return None
+        return _length(self._plan(progress.epoch, progress.domain))
+
+    def _state_config(self) -> dict[str, Any]:
+        """What must match between the loader that saved a state and the one loading it."""
+        opts, stream = self.options, isinstance(self.source, StreamSource)
+        return {
+            "dataset_length": self.source.length if stream else len(self.source),  # type: ignore[union-attr]
+            "batch_size": opts.batch_size,
+            "drop_last": opts.drop_last,
+            "shuffle": opts.shuffle,
+            "seed": self.seed,
+            "sampler": _state.describe_sampler(None if stream else self._sampler),
+            "shuffle_buffer": opts.shuffle_buffer if stream and opts.shuffle else None,
+        }
 
     def __repr__(self) -> str:
         return (

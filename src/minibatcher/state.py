@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import StateError
@@ -42,6 +42,87 @@ SOURCE_KEY = "source"
 TOP_KEYS = (VERSION_KEY, LOADER_KEY, CONFIG_KEY, SHARD_KEY, SOURCE_KEY)
 CONFIG_FIELDS = ("dataset_length", "batch_size", "drop_last", "shuffle", "seed", "sampler",
                  "shuffle_buffer")
+
+
+class Progress:
+    """The position of one epoch's iteration, updated by the loader as the user receives batches.
+
+    Per batch the loader does one comparison and one attribute write (``next_batch``); the set
+    ``above`` is touched only when batches arrive out of order. ``domain`` is the part of the
+    epoch this world splits (None: all of it); ``snapshots`` maps a batch number to the state of
+    a stream source just after that batch was read (only for sources with ``state_dict()``).
+    """
+
+    __slots__ = ("above", "domain", "epoch", "finished", "next_batch", "snapshots")
+
+    def __init__(
+        self,
+        epoch: int,
+        next_batch: int = 0,
+        above: Sequence[int] = (),
+        domain: Domain | None = None,
+        source: Any = None,
+    ) -> None:
+        self.epoch = epoch
+        self.next_batch = next_batch
+        self.above: set[int] = set(above)
+        self.domain = None if domain is None or domain.is_full else domain
+        self.finished = False
+        self.snapshots: dict[int, Any] = {}
+        if source is not None and next_batch > 0:
+            self.snapshots[next_batch - 1] = source
+
+    def advance(self) -> None:
+        """Move the watermark over batches that had arrived early."""
+        above, n = self.above, self.next_batch
+        while n in above:
+            above.discard(n)
+            n += 1
+        self.next_batch = n
+
+    @property
+    def source_state(self) -> Any:
+        """The stream source's state after the last batch below the watermark (None: start)."""
+        if self.next_batch == 0:
+            return None
+        return self.snapshots.get(self.next_batch - 1)
+
+    def __repr__(self) -> str:
+        return (
+            f"Progress(epoch={self.epoch}, next_batch={self.next_batch}, "
+            f"above={sorted(self.above)}, finished={self.finished})"
+        )
+
+
+_SNAPSHOTS_KEPT = 64  # prune stream snapshots below the watermark beyond this many
+
+
+def keep_snapshot(progress: Progress, seq: int, snapshot: Any) -> None:
+    """Keep the stream source's state after batch ``seq`` until the user has received it."""
+    snapshots = progress.snapshots
+    snapshots[seq] = snapshot
+    if len(snapshots) > _SNAPSHOTS_KEPT:
+        floor = progress.next_batch - 1
+        for old in [s for s in snapshots if s < floor]:
+            del snapshots[old]
+
+
+def describe_sampler(sampler: Any) -> str | None:
+    """A stable description of the sampler, compared on load (None: the loader's own order)."""
+    if sampler is None:
+        return None
+    inner = getattr(sampler, "sampler", None)
+    if type(sampler).__name__ == "BatchSampler" and inner is not None:
+        return (
+            f"BatchSampler({describe_sampler(inner)}, batch_size={sampler.batch_size}, "
+            f"drop_last={sampler.drop_last})"
+        )
+    if type(sampler).__module__.startswith("minibatcher."):
+        return repr(sampler)
+    try:
+        return f"{type(sampler).__name__}(len={len(sampler)})"
+    except TypeError:
+        return type(sampler).__name__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +145,7 @@ def make_state(
     config: Mapping[str, Any],
     epoch: int,
     next_batch: int,
-    above: Sequence[int],
+    above: Iterable[int],
     spec: ShardSpec | None,
     uneven: str,
     domain: Domain | None,
@@ -154,6 +235,18 @@ def check_rank(ckpt: Checkpoint, spec: ShardSpec | None, uneven: str) -> None:
         raise StateError(f"shard uneven: saved {ckpt.uneven!r}, this loader {uneven!r}")
 
 
+def check_position(progress: Progress, num_batches: int | None) -> None:
+    """A position must lie within its epoch (a state from a longer epoch is refused)."""
+    if num_batches is None:
+        return
+    last = max(progress.above, default=progress.next_batch - 1)
+    if progress.next_batch > num_batches or last >= num_batches:
+        raise StateError(
+            f"the state is at batch {max(progress.next_batch, last + 1)} of epoch "
+            f"{progress.epoch}, which has only {num_batches} batches in this loader"
+        )
+
+
 def merge_ranks(
     ckpts: Sequence[Checkpoint], n: int, batch_size: int, drop_last: bool
 ) -> tuple[int, Domain]:
@@ -184,8 +277,8 @@ def merge_ranks(
             progress.append(RankProgress(c.rank, 0, (), finished=True))
         else:
             raise StateError(
-                f"the old ranks' states are from different epochs ({sorted({x.epoch for x in ckpts})}): "
-                "ranks of one job run the same epoch"
+                "the old ranks' states are from different epochs "
+                f"({sorted({x.epoch for x in ckpts})}): ranks of one job run the same epoch"
             )
     if len(domains) > 1:
         raise StateError("the old ranks' states split different parts of the epoch: not one job")

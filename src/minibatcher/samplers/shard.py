@@ -74,6 +74,13 @@ def shard_count(n: int, rank: int, world_size: int, uneven: str) -> int:
     return len(range(rank, n, world_size))
 
 
+def shard_length(length: int | None, spec: ShardSpec | None) -> int | None:
+    """This rank's share of ``length`` items (unchanged without sharding or without a length)."""
+    if spec is None or length is None:
+        return length
+    return shard_count(length, spec.rank, spec.world_size, spec.uneven)
+
+
 @dataclasses.dataclass(frozen=True)
 class Domain:
     """The positions of an epoch's order still to deliver: ``[start, n)`` minus ``excluded``.
