@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from .._typing import Allocator
+
 Task = tuple[Any, ...]
 Result = tuple[int, Any]
 
@@ -30,13 +32,19 @@ class Executor(Protocol):
 class InlineExecutor:
     """Runs the work in the calling thread (``num_workers=0``): no overhead, no concurrency."""
 
-    def __init__(self, work: Callable[[Task], Any]) -> None:
+    def __init__(self, work: Callable[..., Any], allocate: Allocator | None = None) -> None:
         self.work = work
+        self.allocate = allocate
 
     def run(self, tasks: Iterator[Task]) -> Iterator[Result]:
         work = self.work
-        for task in tasks:
-            yield task[1], work(task)
+        allocate = self.allocate
+        if allocate is None:
+            for task in tasks:
+                yield task[1], work(task)
+        else:
+            for task in tasks:
+                yield task[1], work(task, allocate)
 
     def close(self) -> None:
         """Nothing to release."""
