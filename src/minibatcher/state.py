@@ -40,8 +40,15 @@ CONFIG_KEY = "config"
 SHARD_KEY = "shard"
 SOURCE_KEY = "source"
 TOP_KEYS = (VERSION_KEY, LOADER_KEY, CONFIG_KEY, SHARD_KEY, SOURCE_KEY)
-CONFIG_FIELDS = ("dataset_length", "batch_size", "drop_last", "shuffle", "seed", "sampler",
-                 "shuffle_buffer")
+CONFIG_FIELDS = (
+    "dataset_length",
+    "batch_size",
+    "drop_last",
+    "shuffle",
+    "seed",
+    "sampler",
+    "shuffle_buffer",
+)
 
 
 class Progress:
@@ -204,8 +211,17 @@ def parse_state(state: Any) -> Checkpoint:
         start=_int(domain_json, "start", "shard.domain"),
         excluded=tuple(sorted(_ints(domain_json, "excluded", "shard.domain"))),
     )
-    return Checkpoint(epoch, next_batch, above, config, rank, world, str(shard.get("uneven")),
-                      domain, state[SOURCE_KEY])
+    return Checkpoint(
+        epoch,
+        next_batch,
+        above,
+        config,
+        rank,
+        world,
+        str(shard.get("uneven")),
+        domain,
+        state[SOURCE_KEY],
+    )
 
 
 def check_config(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
@@ -217,7 +233,8 @@ def check_config(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
     ]
     if diffs:
         raise StateError(
-            "the state was saved by a loader built with other arguments (" + "; ".join(diffs)
+            "the state was saved by a loader built with other arguments ("
+            + "; ".join(diffs)
             + "): build the loader with the same data, batch size, seed and sampling options"
         )
 

@@ -1,0 +1,166 @@
+"""Public conformance checks for checkpointing, for our tests and for users' own sources.
+
+:func:`check_resume` builds loaders with a factory, runs an uninterrupted reference, then stops
+at every batch boundary of an epoch (and at the edges: before ``iter()``, right after it, inside
+the last batch, after the epoch ended, a second stop within the resumed epoch), saves the state,
+sends it through JSON, restores it into a fresh loader and compares everything that follows with
+the reference, batch for batch, over the next epochs too::
+
+    from minibatcher import DataLoader
+    from minibatcher.testing import check_resume
+
+    check_resume(lambda: DataLoader(MyDataset(), batch_size=8, shuffle=True, seed=0))
+
+The factory must build the same loader every time (same data, arguments and seed). Cost: for an
+epoch of ``B`` batches, about ``B**2 / (2 * every)`` batches are loaded: keep the data small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ResumeReport", "check_resume", "same_batches"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeReport:
+    """What :func:`check_resume` checked: the epoch's batch count and the stops it restored."""
+
+    batches_per_epoch: int
+    stops: tuple[str, ...]
+    largest_state_bytes: int
+
+    def __str__(self) -> str:
+        return (
+            f"resume checked at {len(self.stops)} stops over an epoch of "
+            f"{self.batches_per_epoch} batches (largest state: {self.largest_state_bytes} bytes)"
+        )
+
+
+def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2) -> ResumeReport:
+    """Check that a restored loader continues exactly like an uninterrupted one.
+
+    Args:
+        make_loader: builds a fresh, identical loader on each call (fix ``seed``).
+        every: stop at every ``every``-th batch boundary (1: all of them).
+        epochs: how many epochs the comparison covers (the stop is always in the first).
+
+    Returns:
+        A :class:`ResumeReport`. Raises ``AssertionError`` naming the stop and the first batch
+        that differs.
+    """
+    if every < 1:
+        raise ValueError(f"every must be a positive int, got {every!r}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    first = make_loader()
+    reference = _run_epochs(first, epochs)
+    _close(first)
+    count = len(reference[0])
+    expected_all = [b for epoch in reference for b in epoch]
+    stops: list[str] = []
+    sizes = [0]
+
+    def restore(state: dict[str, Any]) -> Any:
+        text = json.dumps(state)
+        sizes[0] = max(sizes[0], len(text))
+        loader = make_loader()
+        loader.load_state_dict(json.loads(text))
+        return loader
+
+    # Before any iter(): the whole run.
+    fresh = make_loader()
+    before = restore(fresh.state_dict())
+    _compare("before iter()", _run_epochs(before, epochs), reference)
+    stops.append("before iter()")
+    _close(fresh, before)
+    boundaries = sorted(set(range(0, count + 1, every)) | {count})
+    for k in boundaries:
+        loader = make_loader()
+        it = iter(loader)
+        got = list(itertools.islice(it, k))
+        name = f"after {k} of {count} batches" + (" (inside the last batch)" if k == count else "")
+        resumed = restore(loader.state_dict())
+        rest = [list(resumed), *_run_epochs(resumed, epochs - 1)]
+        _compare_flat(name, got + [b for epoch in rest for b in epoch], expected_all)
+        stops.append(name)
+        if 0 < k < count:  # a second stop within the resumed epoch
+            first = restore(loader.state_dict())
+            one = list(itertools.islice(iter(first), 1))
+            again = restore(first.state_dict())
+            tail = [list(again), *_run_epochs(again, epochs - 1)]
+            name2 = f"{name}, then 1 more, stopped again"
+            _compare_flat(name2, got + one + [b for e in tail for b in e], expected_all)
+            stops.append(name2)
+            _close(first, again)
+        _close(loader, resumed)
+    # After the epoch ended: the restored loader starts the next epoch.
+    loader = make_loader()
+    for _ in loader:
+        pass
+    resumed = restore(loader.state_dict())
+    _compare("after the epoch ended", _run_epochs(resumed, epochs - 1), reference[1:])
+    stops.append("after the epoch ended")
+    _close(loader, resumed)
+    return ResumeReport(count, tuple(stops), sizes[0])
+
+
+def _close(*loaders: Any) -> None:
+    """Release workers (persistent ones included) of loaders we are done with."""
+    for loader in loaders:
+        close = getattr(loader, "close", None)
+        if callable(close):
+            close()
+
+
+def _run_epochs(loader: Any, epochs: int) -> list[list[Any]]:
+    return [list(loader) for _ in range(epochs)]
+
+
+def _compare(where: str, got: list[list[Any]], expected: list[list[Any]]) -> None:
+    if len(got) != len(expected):
+        raise AssertionError(f"resume {where}: {len(got)} epochs, expected {len(expected)}")
+    for e, (g, x) in enumerate(zip(got, expected, strict=False)):
+        _compare_flat(f"{where}, epoch +{e}", g, x)
+
+
+def _compare_flat(where: str, got: list[Any], expected: list[Any]) -> None:
+    for i, (g, x) in enumerate(zip(got, expected, strict=False)):
+        if not same_batches(g, x):
+            raise AssertionError(
+                f"resume {where}: batch {i} differs from the uninterrupted run:\n"
+                f"  got      {_show(g)}\n  expected {_show(x)}"
+            )
+    if len(got) != len(expected):
+        raise AssertionError(
+            f"resume {where}: {len(got)} batches in all, the uninterrupted run gave {len(expected)}"
+        )
+
+
+def same_batches(a: Any, b: Any) -> bool:
+    """Deep equality of two batches: arrays, tensors, mappings, sequences, dataclasses."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        nan = a.dtype.kind in "fc"
+        return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b, nan))
+    if hasattr(a, "numpy") and hasattr(a, "shape") and hasattr(a, "dtype"):  # a tensor
+        return same_batches(a.detach().cpu().numpy(), b.detach().cpu().numpy())
+    if isinstance(a, Mapping):
+        return a.keys() == b.keys() and all(same_batches(a[k], b[k]) for k in a)
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        return same_batches(dataclasses.astuple(a), dataclasses.astuple(b))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_batches(x, y) for x, y in zip(a, b, strict=False))
+    return bool(a == b)
+
+
+def _show(batch: Any) -> str:
+    text = repr(batch.tolist() if isinstance(batch, np.ndarray) else batch)
+    return text if len(text) <= 200 else text[:200] + "..."
