@@ -93,6 +93,10 @@ class SubsetSampler(Sampler):
     def __len__(self) -> int:
         return len(self.indices)
 
+    @property
+    def num_indices(self) -> int:
+        return _index_space(self.indices)
+
     def order(self, seed: int, epoch: int) -> IndexOrder:
         return ArrayOrder(self.indices)
 
@@ -107,9 +111,18 @@ class SubsetRandomSampler(Sampler):
     def __len__(self) -> int:
         return len(self.indices)
 
+    @property
+    def num_indices(self) -> int:
+        return _index_space(self.indices)
+
     def order(self, seed: int, epoch: int) -> IndexOrder:
         rng = generator(seed, epoch, ORDER_STREAM)
         return ArrayOrder(self.indices[rng.permutation(len(self.indices))])
+
+
+def _index_space(indices: np.ndarray) -> int:
+    """The size of the index space a subset draws from: its largest index + 1."""
+    return int(indices.max()) + 1 if indices.size else 0
 
 
 def _index_array(indices: Sequence[int] | np.ndarray) -> np.ndarray:
