@@ -48,17 +48,18 @@ class Collator:
     def __init__(self) -> None:
         self._registry: dict[type, Callable[[Sequence[Any]], Any]] = {}
         self._exact: dict[type, Callable[[Collator, Sequence[Any], Path, Allocator | None], Any]]
+        cls = type(self)  # subclasses (PadCollator) override rules: bind theirs
         self._exact = {
-            bool: Collator._bools,
-            int: Collator._ints,
-            float: Collator._floats,
-            str: Collator._objects,
-            bytes: Collator._objects,
-            type(None): Collator._objects,
-            tuple: Collator._tuples,
-            list: Collator._lists,
-            dict: Collator._mappings,
-            np.ndarray: Collator._arrays,
+            bool: cls._bools,
+            int: cls._ints,
+            float: cls._floats,
+            str: cls._objects,
+            bytes: cls._objects,
+            type(None): cls._objects,
+            tuple: cls._tuples,
+            list: cls._lists,
+            dict: cls._mappings,
+            np.ndarray: cls._arrays,
         }
 
     def register(

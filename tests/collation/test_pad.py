@@ -1,0 +1,75 @@
+"""pad_collate: variable-length arrays padded to the longest, with pad value, side and lengths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minibatcher import DataLoader, pad_collate
+
+
+def test_pads_to_the_longest_on_the_right_with_zeros() -> None:
+    out = pad_collate([np.array([1, 2, 3]), np.array([4])])
+    assert out.tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert out.dtype == np.int64
+
+
+def test_pad_value_and_left_side() -> None:
+    collate_fn = pad_collate(pad_value=-1, side="left")
+    out = collate_fn([np.array([1, 2, 3]), np.array([4])])
+    assert out.tolist() == [[1, 2, 3], [-1, -1, 4]]
+
+
+def test_return_lengths() -> None:
+    collate_fn = pad_collate(return_lengths=True)
+    padded, lengths = collate_fn([np.arange(2), np.arange(5), np.arange(1)])
+    assert padded.shape == (3, 5)
+    assert lengths.dtype == np.int64
+    assert lengths.tolist() == [2, 5, 1]
+
+
+def test_pads_every_axis_of_2d_items() -> None:
+    out = pad_collate([np.ones((1, 3)), np.ones((2, 1))])
+    assert out.shape == (2, 2, 3)
+    assert out[0].tolist() == [[1, 1, 1], [0, 0, 0]]
+    assert out[1].tolist() == [[1, 0, 0], [1, 0, 0]]
+
+
+def test_lists_of_numbers_are_padded_like_arrays() -> None:
+    out = pad_collate([[1, 2], [3]])
+    assert out.tolist() == [[1, 2], [3, 0]]
+
+
+def test_structure_is_kept_and_only_arrays_are_padded() -> None:
+    items = [{"tokens": np.array([5, 6, 7]), "label": 1}, {"tokens": np.array([8]), "label": 0}]
+    out = pad_collate(items)
+    assert out["tokens"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert out["label"].tolist() == [1, 0]
+
+
+def test_float_pad_value_with_float_items() -> None:
+    out = pad_collate(pad_value=np.nan)([np.array([1.0]), np.array([2.0, 3.0])])
+    assert np.isnan(out[0, 1])
+    assert out[1].tolist() == [2.0, 3.0]
+
+
+def test_in_a_loader() -> None:
+    sequences = [np.arange(n) for n in (3, 1, 4, 1, 5)]
+    dl = DataLoader(sequences, batch_size=2, collate_fn=pad_collate(return_lengths=True))
+    shapes = [(b[0].shape, b[1].tolist()) for b in dl]
+    assert shapes == [((2, 3), [3, 1]), ((2, 4), [4, 1]), ((1, 5), [5])]
+
+
+def test_different_numbers_of_dimensions_are_refused() -> None:
+    with pytest.raises(TypeError, match="different shapes"):
+        pad_collate([np.zeros(2), np.zeros((2, 2))])
+
+
+def test_bad_side_is_refused() -> None:
+    with pytest.raises(ValueError, match="side must be 'right' or 'left', got 'up'"):
+        pad_collate(side="up")  # type: ignore[arg-type]
+
+
+def test_empty_items_are_refused() -> None:
+    with pytest.raises(ValueError, match="empty list"):
+        pad_collate([])
