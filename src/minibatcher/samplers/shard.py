@@ -229,8 +229,9 @@ def remaining_after(
     """The domain still to deliver after ``progress`` of all ranks of a world of ``world_size``.
 
     ``n`` is the length of the epoch's order, ``domain`` the part the old world was splitting,
-    ``batch_size``/``drop_last`` those of the old ranks. Pad positions (repeats) never count as
-    delivered items: the item they repeat is delivered (or not) at its own position. Items that
+    ``batch_size``/``drop_last`` those of the old ranks. A pad position (a repeat) that reached
+    the user counts as a delivery of the item it repeats, so that item is not delivered again.
+    Items that
     the old world would have dropped (``drop``, ``drop_last``) and did not deliver stay in the
     domain; the new world drops by its own rule.
     """
@@ -249,13 +250,18 @@ def remaining_after(
             extra.append(np.arange(lo, min(lo + batch_size, count)))
         if extra:
             delivered.append(np.concatenate(extra) * world_size + p.rank)
+    coords = np.concatenate(delivered) if delivered else np.empty(0, dtype=np.int64)
+    if size:
+        coords = np.where(coords >= size, (coords - size) % size, coords)  # pad repeats
     first_open = min(first_open, size)
+    coords = np.unique(coords[coords >= first_open])
+    # a repeat may have delivered the first open coordinates too: skip their run
+    run = int(np.searchsorted(coords - np.arange(len(coords)), first_open, side="right"))
+    first_open, coords = first_open + run, coords[run:]
     if first_open >= size:
         return Domain(start=n)
     start = int(base.positions(np.array([first_open], dtype=np.int64))[0])
-    coords = np.concatenate(delivered) if delivered else np.empty(0, dtype=np.int64)
-    coords = coords[(coords > first_open) & (coords < size)]
-    newly = base.positions(np.unique(coords))
+    newly = base.positions(coords)
     old = np.asarray(domain.excluded, dtype=np.int64)
     excluded = np.union1d(old[old > start], newly)
     return Domain(start=start, excluded=tuple(int(x) for x in excluded))
