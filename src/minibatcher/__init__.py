@@ -9,6 +9,7 @@ from . import samplers
 from .collation import Collator, collate, pad_collate
 from .errors import CollateError, ConfigError, MinibatcherError, StateError, WorkerError
 from .loader import DataLoader
+from .transport.worker_info import WorkerInfo, get_worker_info
 
 __version__ = "0.1.0"
 
@@ -20,8 +21,10 @@ __all__ = [
     "MinibatcherError",
     "StateError",
     "WorkerError",
+    "WorkerInfo",
     "__version__",
     "collate",
+    "get_worker_info",
     "pad_collate",
     "samplers",
 ]

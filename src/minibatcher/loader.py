@@ -25,11 +25,13 @@ from .device import DeviceTransfer
 from .distributed import resolve_seed, resolve_shard
 from .errors import ConfigError, StateError
 from .options import LoaderOptions
+from .profile import LoaderFacts, LoaderStats, Profiler
+from .progress import progress_bar, require_tqdm
 from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler
 from .samplers.batch import EpochPlan, IterablePlan, SlicedPlan, batch_count, chunked
 from .samplers.shard import Domain, shard_iter, shard_length, shard_order
 from .sources import IndexedSource, StreamSource, as_source, shuffle_buffer
-from .transport import Executor, InlineExecutor
+from .transport import Executor, InlineExecutor, make_executor
 from .work import BatchWork, Task
 
 T = TypeVar("T")
@@ -149,6 +151,8 @@ class DataLoader(Generic[T]):
             check_output(output)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if progress:
+            require_tqdm()  # a missing tqdm fails here, naming the extra to install
         self.source = as_source(data)
         self.dataset = data
         self._shard = resolve_shard(shard, uneven)
@@ -174,6 +178,7 @@ class DataLoader(Generic[T]):
         self._next_epoch = 0
         self._progress: _state.Progress | None = None  # the latest epoch's, updated as delivered
         self._resume: _state.Progress | None = None  # loaded by load_state_dict, for next iter()
+        self._profiler = Profiler()  # dl.stats (see profile.py)
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -266,13 +271,18 @@ class DataLoader(Generic[T]):
             self._resume = None
 
     def __iter__(self) -> Iterator[T]:
+        total = _length(self) if self.options.progress else None  # before the epoch advances
         epoch = self._next_epoch
         self.epoch = epoch
         self._next_epoch = epoch + 1
         progress = self._resume or _state.Progress(epoch)
         self._resume = None
         self._progress = progress
-        return self._iterate(epoch, progress.next_batch, progress)
+        batches = self._iterate(epoch, progress.next_batch, progress)
+        if self.options.progress:
+            left = None if total is None else total - progress.next_batch
+            return progress_bar(batches, left, f"epoch {epoch}")
+        return batches
 
     def _iterate(
         self, epoch: int, start: int, progress: _state.Progress | None = None
@@ -282,6 +292,12 @@ class DataLoader(Generic[T]):
             progress = _state.Progress(epoch, start)
         executor = self._executor()
         finish = self._finish_in_main
+        rec = self._profiler.begin(
+            epoch, start, lambda: progress.next_batch + len(progress.above),  # type: ignore[union-attr]
+            self._regular_batch_size, executor, self.work,
+        )
+        arm = rec.arm_mask
+        batch = None
         try:
             tasks = self._tasks(epoch, start, progress.domain, frozenset(progress.above), progress)
             results = executor.run(tasks)
@@ -297,14 +313,80 @@ class DataLoader(Generic[T]):
                         progress.advance()
                 else:
                     progress.above.add(_seq)
-                yield batch
+                if (_seq + 1) & arm:  # 14 batches in 16: no timing (NOTE in profile.py)
+                    yield batch
+                else:
+                    rec.ready(_seq, batch)
+                    yield batch
+                    rec.resumed(_seq)
             progress.finished = True
         finally:
-            executor.close()
+            rec.end(batch)
+            self._profiler.collect(executor, self.work)
+            if executor is not self._workers:  # persistent workers outlive the epoch
+                executor.close()
+
+    @property
+    def _regular_batch_size(self) -> int | None:
+        """The size of every batch but the last, for ``dl.stats`` (None: sizes vary)."""
+        opts = self.options
+        if opts.batch_sampler is not None or not opts.in_order:
+            return None
+        return opts.batch_size or 1
+
+    @property
+    def stats(self) -> LoaderStats:
+        """Where the latest epoch's time went: counts, stage times and a verdict (see
+        :class:`~minibatcher.profile.LoaderStats`); readable during an epoch or after it."""
+        self._profiler.collect(None, self.work)
+        opts = self.options
+        facts = LoaderFacts(
+            num_workers=opts.num_workers if isinstance(opts.num_workers, int) else 0,
+            worker_type=opts.worker_type,
+            prefetch=opts.prefetch,
+            fast_path=self.work.fast_path,
+            batched_source=isinstance(self.source, IndexedSource) and self.source.batched,
+            has_transform=opts.transform is not None,
+        )
+        return self._profiler.snapshot(facts)
+
+    _workers: Executor | None = None  # the persistent workers' executor, while alive
 
     def _executor(self) -> Executor:
-        pinned = None if self._device is None else self._device.allocator()
-        return InlineExecutor(self.work, allocate=pinned)
+        """The executor of one epoch: inline, or workers (kept across epochs if persistent)."""
+        opts = self.options
+        if opts.num_workers == 0 or opts.num_workers == "auto":
+            pinned = None if self._device is None else self._device.allocator()
+            return InlineExecutor(self.work, allocate=pinned)
+        workers = self._workers
+        if workers is not None and not getattr(workers, "closed", False):
+            return workers
+        executor = make_executor(self.work, opts, self.seed)
+        if opts.persistent_workers:
+            self._workers = executor
+        return executor
+
+    def close(self) -> None:
+        """Stop persistent workers and release their shared memory (idempotent).
+
+        Iterators close their own workers when they end; call this (or use ``with``) when
+        ``persistent_workers=True``. A loader that is garbage-collected closes itself too.
+        """
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.close()
+
+    def __enter__(self) -> DataLoader[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A fallback only (see NOTE [ Shutdown ] in transport/processes.py): close() is the way.
+        workers = self.__dict__.get("_workers")
+        if workers is not None:
+            workers.close()
 
     @property
     def _finish_in_main(self) -> Callable[[Any, int, int], Any] | None:

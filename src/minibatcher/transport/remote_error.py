@@ -1,0 +1,105 @@
+"""Exceptions that cross the process boundary with their traceback.
+
+A worker that raises sends a :class:`RemoteError` instead of a batch: the exception itself
+(pickled, when it can be), its type and message (to rebuild it when it cannot), the formatted
+traceback of the worker and its notes (which name the batch and the failing index, see
+``work.py``). The main process re-raises an exception of the *same type* with the worker's
+traceback chained as its cause, so ``except ValueError`` keeps working and the report shows
+where in the worker it failed::
+
+    RemoteTraceback: the worker's traceback + notes ("the item at index 7 failed")
+      The above exception was the direct cause of:
+    ValueError: bad item                     <- same type, raised in the main process
+      in worker process 1 (pid 4242)         <- note
+
+Workers that die (no exception to send) are reported by the executor as
+:class:`~minibatcher.errors.WorkerError`; see NOTE [ Shutdown ] in ``processes.py``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import pickle
+import traceback
+from typing import Any
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker (shown as the cause)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class WorkerException(RuntimeError):
+    """Stands in for a worker's exception whose type cannot be rebuilt in the main process."""
+
+
+class RemoteError:
+    """A picklable record of an exception raised in worker ``worker_id``."""
+
+    def __init__(self, error: BaseException, worker_id: int, where: str) -> None:
+        self.worker_id = worker_id
+        self.where = where
+        self.type_name = f"{type(error).__module__}.{type(error).__qualname__}"
+        self.message = str(error)
+        self.notes = [str(n) for n in getattr(error, "__notes__", ())]
+        self.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        try:
+            self.pickled: bytes | None = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            self.pickled = None
+
+    def rebuild(self) -> BaseException:
+        """The exception to raise in the main process: same type where possible."""
+        error = self._unpickle() or self._by_name() or WorkerException(
+            f"{self.type_name}: {self.message}"
+        )
+        cause = RemoteTraceback(
+            f"\n\nTraceback in {self.where}:\n{self.traceback.rstrip()}"
+            + "".join(f"\n{n}" for n in self.notes if n not in self.traceback)
+        )
+        error.__cause__ = cause
+        note = f"raised in {self.where} (the cause above is its traceback there)"
+        add_note = getattr(error, "add_note", None)
+        if add_note is not None:
+            if note not in getattr(error, "__notes__", ()):
+                add_note(note)
+        else:  # Python 3.10: keep the notes as an attribute; the cause's text shows them
+            error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+        return error
+
+    def _unpickle(self) -> BaseException | None:
+        if self.pickled is None:
+            return None
+        try:
+            error = pickle.loads(self.pickled)
+        except Exception:
+            return None
+        return error if isinstance(error, BaseException) else None
+
+    def _by_name(self) -> BaseException | None:
+        module, _, name = self.type_name.rpartition(".")
+        kind = getattr(builtins, name, None) if module == "builtins" else None
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            return None
+        try:
+            error: BaseException = kind(self.message)
+        except Exception:
+            return None
+        if self.notes:
+            error.__notes__ = list(self.notes)  # type: ignore[attr-defined]
+        return error
+
+    def __repr__(self) -> str:
+        return f"RemoteError({self.type_name}: {self.message!r}, worker={self.worker_id})"
+
+
+def capture(error: BaseException, worker_id: int, where: str) -> RemoteError:
+    """Record ``error`` raised in a worker so it can be re-raised in the main process."""
+    return RemoteError(error, worker_id, where)
+
+
+def reraise(remote: Any) -> BaseException:
+    """The exception to ``raise`` for a received :class:`RemoteError`."""
+    return remote.rebuild()  # type: ignore[no-any-return]

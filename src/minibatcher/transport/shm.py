@@ -1,0 +1,349 @@
+"""Shared-memory batches: array leaves written once by a worker, read in place by the main process.
+
+NOTE [ Shared memory ownership ]
+
+    main process                                   worker process
+    SegmentPool.acquire() -> Segment "slot"  ---->  task carries the slot's name and capacity
+      (creates /dev/shm/minibatcher-<pid>-...)      SlotWriter: collate/fetch allocate stacked
+                                                    arrays inside the slot (bump allocator)
+    ResultUnpickler: leaves become views    <----  ResultPickler: a leaf inside the slot is
+      of the slot, owned by a _Lease                 sent as (offset, shape, dtype), not bytes
+    batch garbage-collected -> _Lease finalizer -> slot back to the pool -> next task
+
+- Only the main process creates and unlinks segments. Workers only open them by name (and keep a
+  small LRU of mappings), so a worker that dies cannot leak a segment, and Python's
+  ``resource_tracker`` is never involved (we do not use ``multiprocessing.shared_memory``: its
+  tracker unlinks or warns about segments that another process owns).
+- No file descriptor per batch: a segment's fd is closed right after ``mmap``; the pool reuses
+  segments, so an epoch of any length maps ``~ prefetch * num_workers + batches held`` of them.
+- A slot returns to the pool when the last array viewing it is garbage-collected (a weakref
+  finalizer on the ``_Lease`` that the arrays' ``.base`` chain ends in), never earlier, so a
+  batch the user keeps stays valid; ``close()`` unlinks every segment (mappings stay valid).
+- Names are ``minibatcher-<main pid>-<token>-<n>``: segments of a main process that was
+  SIGKILLed (its pid no longer alive) are swept by the next pool (:func:`sweep_orphans`).
+- Space is reserved with ``posix_fallocate`` when a segment is created, so a full /dev/shm
+  raises ENOSPC there (we then fall back to pipes with a warning), never SIGBUS later.
+- Arrays smaller than :data:`MIN_SHARED_BYTES` are pickled: for them a pipe is cheaper.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import importlib
+import io
+import mmap
+import os
+import pickle
+import secrets
+import sys
+import warnings
+import weakref
+from typing import Any
+
+import numpy as np
+
+SHM_DIR = os.environ.get("MINIBATCHER_SHM_DIR", "/dev/shm")
+"""Where segments live (a tmpfs); ``MINIBATCHER_SHM_DIR`` overrides it."""
+PREFIX = "minibatcher-"
+MIN_SHARED_BYTES = 16 * 1024
+"""Arrays of at least this many bytes travel through shared memory; smaller ones are pickled."""
+ALIGN = 64
+QUANTUM = 64 * 1024
+WORKER_MAPPINGS = 64
+"""Segments a worker keeps mapped (least recently used ones are unmapped first)."""
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) & ~(ALIGN - 1)
+
+
+def our_segments(pid: int | None = None) -> list[str]:
+    """Names of our segments in :data:`SHM_DIR` (of main process ``pid``, or of any)."""
+    head = PREFIX if pid is None else f"{PREFIX}{pid}-"
+    try:
+        return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(head))
+    except OSError:
+        return []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans() -> int:
+    """Unlink segments left by main processes that no longer exist (e.g. SIGKILLed); count them."""
+    swept = 0
+    for name in our_segments():
+        pid = name[len(PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(SHM_DIR, name))
+                swept += 1
+    return swept
+
+
+class Segment:
+    """One mapped shared-memory file: ``view`` is a uint8 array over all of it."""
+
+    __slots__ = ("address", "capacity", "mmap", "name", "view")
+
+    def __init__(self, name: str, fd: int, capacity: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.mmap = mmap.mmap(fd, capacity)
+        self.view = np.frombuffer(self.mmap, dtype=np.uint8)
+        self.address: int = self.view.ctypes.data
+
+    @classmethod
+    def create(cls, name: str, capacity: int) -> Segment:
+        """Create, reserve (fallocate) and map a new segment (main process only)."""
+        path = os.path.join(SHM_DIR, name)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, capacity)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, capacity)
+            return cls(name, fd, capacity)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def attach(cls, name: str) -> Segment:
+        """Map an existing segment by name (workers)."""
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+        try:
+            return cls(name, fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+    def unlink(self) -> None:
+        """Remove the file; mappings (ours and the user's arrays) stay valid until dropped."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(SHM_DIR, self.name))
+
+    def __repr__(self) -> str:
+        return f"Segment({self.name!r}, capacity={self.capacity})"
+
+
+class _Lease:
+    """The owner at the end of the ``.base`` chain of every array read from one slot."""
+
+    __slots__ = ("__array_interface__", "__weakref__", "segment")
+
+    def __init__(self, segment: Segment, used: int) -> None:
+        self.segment = segment
+        self.__array_interface__ = {
+            "data": (segment.address, False),
+            "shape": (used,),
+            "typestr": "|u1",
+            "version": 3,
+        }
+
+
+class SegmentPool:
+    """The main process's segments: created, reused, unlinked here and nowhere else."""
+
+    def __init__(self) -> None:
+        sweep_orphans()
+        self._token = secrets.token_hex(3)
+        self._count = 0
+        self._free: list[Segment] = []
+        self._returned: collections.deque[Segment] = collections.deque()  # from finalizers
+        self._all: dict[str, Segment] = {}
+        self.need = 0
+        """Bytes a slot must hold (the most any batch needed so far); 0: no slot needed."""
+        self.closed = False
+        self.disabled = not os.path.isdir(SHM_DIR)
+
+    def note_need(self, nbytes: int) -> None:
+        """A worker reported that a batch needed ``nbytes`` of shared memory."""
+        if nbytes > self.need:
+            self.need = -(-(nbytes + nbytes // 16) // QUANTUM) * QUANTUM
+
+    def acquire(self) -> Segment | None:
+        """A free slot of at least :attr:`need` bytes, or None (batches then go by pipe)."""
+        if self.need == 0 or self.disabled or self.closed:
+            return None
+        returned = self._returned
+        while returned:
+            self._free.append(returned.popleft())
+        free = self._free
+        while free:
+            segment = free.pop()
+            if segment.capacity >= self.need:
+                return segment
+            self._retire(segment)
+        self._count += 1
+        name = f"{PREFIX}{os.getpid()}-{self._token}-{self._count}"
+        try:
+            segment = Segment.create(name, self.need)
+        except OSError as e:
+            self.disabled = True
+            warnings.warn(
+                f"minibatcher: could not create a {self.need / 2**20:.1f} MiB shared-memory "
+                f"segment in {SHM_DIR} ({e}); batches now travel through pipes (slower). "
+                "Enlarge /dev/shm (docker: --shm-size=2g), set MINIBATCHER_SHM_DIR to a larger "
+                "tmpfs, or use worker_type='thread'.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+        self._all[name] = segment
+        return segment
+
+    def release(self, segment: Segment) -> None:
+        """Give ``segment`` back (thread-safe: finalizers run in whatever thread collects)."""
+        if not self.closed:
+            self._returned.append(segment)
+
+    def lease(self, segment: Segment, used: int) -> np.ndarray:
+        """A uint8 array over ``segment``'s first ``used`` bytes that returns it when freed."""
+        owner = _Lease(segment, used)
+        weakref.finalize(owner, self.release, segment)
+        return np.asarray(owner)
+
+    def _retire(self, segment: Segment) -> None:
+        self._all.pop(segment.name, None)
+        segment.unlink()
+
+    def close(self) -> None:
+        """Unlink every segment (idempotent). Arrays the user still holds stay readable."""
+        self.closed = True
+        for segment in self._all.values():
+            segment.unlink()
+        self._all.clear()
+        self._free.clear()
+        self._returned.clear()
+
+    def __repr__(self) -> str:
+        return f"SegmentPool(segments={len(self._all)}, need={self.need}, closed={self.closed})"
+
+
+class WorkerSegments:
+    """A worker's mappings of the main process's segments, least recently used dropped first."""
+
+    def __init__(self, limit: int = WORKER_MAPPINGS) -> None:
+        self._maps: collections.OrderedDict[str, Segment] = collections.OrderedDict()
+        self._limit = limit
+
+    def get(self, name: str) -> Segment:
+        segment = self._maps.get(name)
+        if segment is None:
+            segment = Segment.attach(name)
+            self._maps[name] = segment
+            if len(self._maps) > self._limit:
+                self._maps.popitem(last=False)
+        else:
+            self._maps.move_to_end(name)
+        return segment
+
+
+class SlotWriter:
+    """Worker side: allocates a batch's arrays in one slot and describes them for the pickle.
+
+    With no slot (``segment=None``) it allocates ordinary memory and only counts
+    :attr:`needed`, which the main process uses to size the slots of later tasks.
+    """
+
+    def __init__(self, segment: Segment | None) -> None:
+        self.segment = segment
+        self.used = 0
+        self.needed = 0
+
+    def _reserve(self, nbytes: int) -> int | None:
+        start = self.used
+        self.needed += _align(nbytes)
+        segment = self.segment
+        if segment is None or start + nbytes > segment.capacity:
+            return None
+        self.used = _align(start + nbytes)
+        return start
+
+    def allocate(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An uninitialised array, in the slot when it is big enough to be worth it."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes < MIN_SHARED_BYTES or dtype.hasobject:
+            return np.empty(shape, dtype)
+        start = self._reserve(nbytes)
+        if start is None:
+            return np.empty(shape, dtype)
+        view = self.segment.view  # type: ignore[union-attr]
+        return view[start : start + nbytes].view(dtype).reshape(shape)
+
+    def describe(self, array: np.ndarray, kind: str) -> tuple[Any, ...] | None:
+        """``(kind, offset, shape, dtype)`` of ``array`` in the slot (copied in if needed)."""
+        dtype = array.dtype
+        nbytes = array.nbytes
+        if nbytes < MIN_SHARED_BYTES or dtype.hasobject or dtype.fields is not None:
+            return None
+        segment = self.segment
+        if segment is not None and array.flags.c_contiguous:
+            offset = array.__array_interface__["data"][0] - segment.address
+            if offset >= 0 and offset + nbytes <= segment.capacity:
+                return (kind, offset, array.shape, dtype.str)
+        start = self._reserve(nbytes)
+        if start is None:
+            return None
+        view = segment.view  # type: ignore[union-attr]
+        np.copyto(view[start : start + nbytes].view(dtype).reshape(array.shape), array)
+        return (kind, start, array.shape, dtype.str)
+
+
+class ResultPickler(pickle.Pickler):
+    """Pickles a batch, sending array leaves that live in (or fit) the slot as descriptors."""
+
+    def __init__(self, file: io.BytesIO, writer: SlotWriter) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.writer = writer
+        torch = sys.modules.get("torch")
+        self._tensor = torch.Tensor if torch is not None else None
+
+    def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is np.ndarray:
+            return self.writer.describe(obj, "n")
+        tensor = self._tensor
+        if tensor is not None and isinstance(obj, tensor) and type(obj) is tensor:
+            if obj.device.type != "cpu" or obj.requires_grad or obj.layout is not _strided():
+                return None
+            try:
+                array = obj.numpy()
+            except (TypeError, RuntimeError):  # dtypes NumPy lacks (bfloat16), conjugates, ...
+                return None
+            return self.writer.describe(array, "t")
+        return None
+
+
+def _strided() -> Any:
+    return sys.modules["torch"].strided
+
+
+class ResultUnpickler(pickle.Unpickler):
+    """Rebuilds a batch in the main process; descriptors become views of the leased slot."""
+
+    def __init__(self, file: io.BytesIO, raw: np.ndarray) -> None:
+        super().__init__(file)
+        self.raw = raw
+
+    def persistent_load(self, pid: Any) -> Any:
+        kind, offset, shape, dtype = pid
+        dtype = np.dtype(dtype)
+        count = 1
+        for n in shape:
+            count *= n
+        array = self.raw[offset : offset + count * dtype.itemsize].view(dtype).reshape(shape)
+        if kind == "t":
+            torch = sys.modules.get("torch") or importlib.import_module("torch")
+            return torch.from_numpy(array)
+        return array
