@@ -37,7 +37,8 @@ def test_schema_is_small_nested_and_json() -> None:
     assert list(state) == ["version", "loader", "config", "shard", "source"]
     assert state["version"] == STATE_VERSION
     assert state["loader"] == {"epoch": 0, "next_batch": 1, "delivered_above": []}
-    assert state["config"]["dataset_length"] == 22 and state["config"]["seed"] == 11
+    assert state["config"]["dataset_length"] == 22
+    assert state["config"]["seed"] == 11
     assert state["shard"] == {
         "rank": 0,
         "world_size": 1,
@@ -80,7 +81,8 @@ def test_resume_continues_the_epoch_then_follows_the_seed() -> None:
     resumed.load_state_dict(json.loads(json.dumps(dl.state_dict())))
     assert resumed.epoch == 0
     assert got + lists(resumed) == epochs[0]
-    assert lists(resumed) == epochs[1] and lists(resumed) == epochs[2]
+    assert lists(resumed) == epochs[1]
+    assert lists(resumed) == epochs[2]
 
 
 def test_one_batch_and_len_do_not_move_the_position() -> None:
@@ -128,7 +130,8 @@ def test_progress_watermark_moves_over_early_batches() -> None:
     p = Progress(0, 2, above=[3, 5])
     p.next_batch = 3
     p.advance()
-    assert p.next_batch == 4 and p.above == {5}
+    assert p.next_batch == 4
+    assert p.above == {5}
 
 
 # -- refusals -----------------------------------------------------------------------------
@@ -160,7 +163,7 @@ def test_other_sampler_is_refused() -> None:
 
 def test_other_rank_is_refused_pointing_to_elastic_resume() -> None:
     state = loader(shard=(1, 2)).state_dict()
-    with pytest.raises(StateError, match="rank 1 of 2, this loader is rank 0 of 2.*elastic"):
+    with pytest.raises(StateError, match=r"rank 1 of 2, this loader is rank 0 of 2.*elastic"):
         loader(shard=(0, 2)).load_state_dict(state)
     with pytest.raises(StateError, match="rank 1 of 2, this loader is rank 0 of 1"):
         loader().load_state_dict(state)
@@ -272,7 +275,7 @@ def test_stateful_stream_passes_check_resume() -> None:
 
 def test_elastic_resume_of_a_stream_is_refused() -> None:
     state = DataLoader(Stream(10), batch_size=2, seed=0, shard=(0, 2)).state_dict()
-    with pytest.raises(StateError, match="elastic resume.*a stream"):
+    with pytest.raises(StateError, match=r"elastic resume.*a stream"):
         DataLoader(Stream(10), batch_size=2, seed=0, shard=(0, 3)).load_state_dict([state])
 
 
@@ -300,12 +303,14 @@ def test_elastic_4_to_3_delivers_the_rest_exactly_once(uneven: str) -> None:
     second, states2 = run_ranks(3, [-1, -1, -1], states, **kw)
     counts = Counter(first + second)
     if uneven == "allow":
-        assert sorted(counts) == list(range(101)) and set(counts.values()) == {1}
+        assert sorted(counts) == list(range(101))
+        assert set(counts.values()) == {1}
     elif uneven == "pad":
         assert set(counts) == set(range(101))
         assert sum(counts.values()) - 101 <= 3 + 2  # pad repeats in each world
     else:
-        assert set(counts.values()) == {1} and 101 - len(counts) <= 3 + 2
+        assert set(counts.values()) == {1}
+        assert 101 - len(counts) <= 3 + 2
     # the next epoch is the new world's ordinary epoch
     nxt = [x for rank in range(3) for b in _next_epoch(states2[rank], rank, kw) for x in b]
     if uneven == "drop":
@@ -334,7 +339,8 @@ def test_elastic_twice_and_then_a_plain_resume() -> None:
         dl.load_state_dict(s2[rank])
         d.extend(x for batch in dl for x in batch.tolist())
     counts = Counter(a + b + c + d)
-    assert sorted(counts) == list(range(90)) and set(counts.values()) == {1}
+    assert sorted(counts) == list(range(90))
+    assert set(counts.values()) == {1}
 
 
 def test_elastic_from_ranks_that_finished_the_epoch() -> None:

@@ -46,8 +46,8 @@ def test_positions_out_of_range_are_refused() -> None:
 
 
 def test_ten_billion_items_sampled_positions_are_a_bijection() -> None:
-    """10^10 positions: about 450,000 sampled (contiguous runs and random ones) map to distinct values in
-    range, spread over the whole range, in O(1) memory per position."""
+    """10^10 positions: about 450,000 sampled (contiguous runs and random ones) map to distinct
+    values in range, spread over the whole range, in O(1) memory per position."""
     perm = LazyPermutation(BIG, seed=123, epoch=4)
     assert len(perm) == BIG
     rng = np.random.default_rng(0)
@@ -55,7 +55,8 @@ def test_ten_billion_items_sampled_positions_are_a_bijection() -> None:
     runs = np.concatenate([np.arange(s, s + 50_000) for s in (0, BIG // 2, BIG - 50_000)])
     positions = np.unique(np.concatenate([random_positions, runs]))
     values = perm.take(positions)
-    assert values.min() >= 0 and values.max() < BIG
+    assert values.min() >= 0
+    assert values.max() < BIG
     assert len(np.unique(values)) == len(positions)  # injective on what it visits
     # values are spread over the range: each tenth gets about a tenth of them
     share = np.bincount(values // (BIG // 10), minlength=10) / len(values)
@@ -83,7 +84,9 @@ def test_ten_billion_items_over_1000_ranks_stay_disjoint() -> None:
     assert np.array_equal(np.sort(flat), np.sort(perm.slice(0, 200 * world)))
     # the last local position: real for ranks < 7, a repeat of the epoch's start beyond
     last = len(ShardedOrder(perm, ShardSpec(0, world))) - 1
-    tails = [int(ShardedOrder(perm, ShardSpec(r, world)).take(np.array([last]))[0]) for r in range(world)]
+    tails = [
+        int(ShardedOrder(perm, ShardSpec(r, world)).take(np.array([last]))[0]) for r in range(world)
+    ]
     assert tails[7:] == perm.slice(0, world - 7).tolist()
     assert len(set(tails)) == world
 

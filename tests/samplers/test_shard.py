@@ -44,10 +44,12 @@ def test_shares_cover_the_epoch_by_the_uneven_rule(n: int, world: int, uneven: s
     counts = [len(p) for p in parts]
     flat = Counter(itertools.chain.from_iterable(parts))
     if uneven == "allow":
-        assert sorted(flat) == list(range(n)) and set(flat.values()) <= {1}
+        assert sorted(flat) == list(range(n))
+        assert set(flat.values()) <= {1}
         assert max(counts, default=0) - min(counts, default=0) <= 1
     elif uneven == "drop":
-        assert sum(counts) == n - n % world and set(flat.values()) <= {1}
+        assert sum(counts) == n - n % world
+        assert set(flat.values()) <= {1}
         assert len(set(counts)) == 1
     else:
         assert set(flat) == set(range(n))
@@ -85,7 +87,9 @@ def test_shard_iter_equals_the_sliced_shard(n: int, world: int, uneven: str) -> 
 )
 def test_remainder_order_skips_excluded_positions(n: int, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, n))
-    excluded = data.draw(st.sets(st.integers(start + 1, n - 1), max_size=20)) if start < n - 1 else set()
+    excluded = (
+        data.draw(st.sets(st.integers(start + 1, n - 1), max_size=20)) if start < n - 1 else set()
+    )
     domain = Domain(start, tuple(sorted(excluded)))
     base = ArrayOrder(np.arange(n, dtype=np.int64)[::-1].copy())
     rem = RemainderOrder(base, domain)
@@ -95,7 +99,13 @@ def test_remainder_order_skips_excluded_positions(n: int, data: st.DataObject) -
 
 
 def simulate(
-    n: int, world: int, uneven: str, batch: int, drop_last: bool, domain: Domain, data: st.DataObject
+    n: int,
+    world: int,
+    uneven: str,
+    batch: int,
+    drop_last: bool,
+    domain: Domain,
+    data: st.DataObject,
 ) -> tuple[list[RankProgress], set[int]]:
     """Random progress of each old rank (in-order watermark + a few out-of-order batches)."""
     order = shard_order(RangeOrder(n), None, domain)
@@ -104,7 +114,11 @@ def simulate(
         sharded = ShardedOrder(order, ShardSpec(r, world, uneven))
         nb = len(sharded) // batch if drop_last else -(-len(sharded) // batch)
         k = data.draw(st.integers(0, nb), label=f"watermark {r}")
-        above = data.draw(st.sets(st.integers(k + 1, nb - 1), max_size=3), label=f"above {r}") if k + 1 < nb else set()
+        above = (
+            data.draw(st.sets(st.integers(k + 1, nb - 1), max_size=3), label=f"above {r}")
+            if k + 1 < nb
+            else set()
+        )
         for s in [*range(k), *above]:
             delivered.update(sharded.slice(s * batch, (s + 1) * batch).tolist())
         progress.append(RankProgress(r, k, tuple(sorted(above))))
@@ -141,7 +155,8 @@ def test_elastic_remainder_is_exactly_what_was_not_delivered(
         for r in range(3)
     ]
     got = Counter(itertools.chain.from_iterable(o.slice(0, n).tolist() for o in final))
-    assert set(got) == undelivered and set(got.values()) <= {1}
+    assert set(got) == undelivered
+    assert set(got.values()) <= {1}
 
 
 def test_elastic_remainder_of_ranks_in_step_is_a_suffix() -> None:
@@ -165,32 +180,49 @@ def test_finished_ranks_count_their_whole_share() -> None:
 @pytest.mark.parametrize("data", [range(23), list(range(23)), np.arange(23)])
 def test_loader_shards_are_disjoint_and_cover(uneven: str, data: object) -> None:
     got = [
-        [x for b in DataLoader(data, batch_size=2, shuffle=True, seed=5, shard=(r, 4), uneven=uneven)
-         for x in np.asarray(b).tolist()]
+        [
+            x
+            for b in DataLoader(
+                data, batch_size=2, shuffle=True, seed=5, shard=(r, 4), uneven=uneven
+            )
+            for x in np.asarray(b).tolist()
+        ]
         for r in range(4)
     ]
     flat = Counter(itertools.chain.from_iterable(got))
     if uneven == "pad":
-        assert set(flat) == set(range(23)) and sum(flat.values()) == 24
+        assert set(flat) == set(range(23))
+        assert sum(flat.values()) == 24
         assert len({len(g) for g in got}) == 1
     elif uneven == "drop":
-        assert sum(flat.values()) == 20 and set(flat.values()) == {1}
+        assert sum(flat.values()) == 20
+        assert set(flat.values()) == {1}
     else:
         assert sorted(flat) == list(range(23))
 
 
 def test_loader_len_is_this_ranks_batches() -> None:
-    lens = [len(DataLoader(range(23), batch_size=2, seed=0, shard=(r, 4), uneven="allow")) for r in range(4)]
+    lens = [
+        len(DataLoader(range(23), batch_size=2, seed=0, shard=(r, 4), uneven="allow"))
+        for r in range(4)
+    ]
     assert lens == [3, 3, 3, 3]
-    lens = [len(DataLoader(range(25), batch_size=2, seed=0, shard=(r, 4), uneven="allow")) for r in range(4)]
+    lens = [
+        len(DataLoader(range(25), batch_size=2, seed=0, shard=(r, 4), uneven="allow"))
+        for r in range(4)
+    ]
     assert lens == [4, 3, 3, 3]
 
 
 def test_every_rank_same_order_new_each_epoch() -> None:
-    dls = [DataLoader(range(40), batch_size=5, shuffle=True, seed=9, shard=(r, 2)) for r in range(2)]
+    dls = [
+        DataLoader(range(40), batch_size=5, shuffle=True, seed=9, shard=(r, 2)) for r in range(2)
+    ]
     epochs = [[sorted(x for dl in dls for b in dl for x in b.tolist())] for _ in range(2)]
     assert all(e == [list(range(40))] for e in epochs)
-    a = [b.tolist() for b in DataLoader(range(40), batch_size=5, shuffle=True, seed=9, shard=(0, 2))]
+    a = [
+        b.tolist() for b in DataLoader(range(40), batch_size=5, shuffle=True, seed=9, shard=(0, 2))
+    ]
     dl = DataLoader(range(40), batch_size=5, shuffle=True, seed=9, shard=(0, 2))
     list(dl)
     assert [b.tolist() for b in dl] != a
@@ -209,8 +241,13 @@ class Stream:
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_streams_are_sharded(shuffle: bool) -> None:
     got = [
-        [x for b in DataLoader(Stream(19), batch_size=3, shuffle=shuffle, seed=2, shuffle_buffer=4, shard=(r, 3))
-         for x in b.tolist()]
+        [
+            x
+            for b in DataLoader(
+                Stream(19), batch_size=3, shuffle=shuffle, seed=2, shuffle_buffer=4, shard=(r, 3)
+            )
+            for x in b.tolist()
+        ]
         for r in range(3)
     ]
     assert {len(g) for g in got} == {7}
@@ -219,14 +256,24 @@ def test_streams_are_sharded(shuffle: bool) -> None:
 
 def test_user_sampler_and_batch_sampler_are_sharded() -> None:
     got = [
-        [x for b in DataLoader(range(10), batch_size=2, sampler=list(range(9, -1, -1)), seed=0, shard=(r, 3))
-         for x in b.tolist()]
+        [
+            x
+            for b in DataLoader(
+                range(10), batch_size=2, sampler=list(range(9, -1, -1)), seed=0, shard=(r, 3)
+            )
+            for x in b.tolist()
+        ]
         for r in range(3)
     ]
     assert sorted(itertools.chain.from_iterable(got)) == sorted([*range(10), 9, 8])
     batches = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
     got = [
-        [b.tolist() for b in DataLoader(range(10), batch_sampler=batches, seed=0, shard=(r, 2), uneven="allow")]
+        [
+            b.tolist()
+            for b in DataLoader(
+                range(10), batch_sampler=batches, seed=0, shard=(r, 2), uneven="allow"
+            )
+        ]
         for r in range(2)
     ]
     assert got == [[[0, 1], [4, 5], [8, 9]], [[2, 3], [6, 7]]]
@@ -251,7 +298,7 @@ def test_shard_auto_reads_torchrun_environment(monkeypatch: pytest.MonkeyPatch) 
     assert detect_rank() == (2, 3)
     assert resolve_shard("auto", "drop") == ShardSpec(2, 3, "drop")
     dl = DataLoader(range(30), batch_size=4, seed=1, shard="auto")
-    assert [b.tolist() for b in dl][0] == [2, 5, 8, 11]
+    assert next(b.tolist() for b in dl) == [2, 5, 8, 11]
     monkeypatch.setenv("RANK", "3")
     with pytest.raises(ConfigError, match="0 <= RANK < WORLD_SIZE"):
         resolve_shard("auto", "pad")
