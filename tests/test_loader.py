@@ -23,7 +23,9 @@ def test_seed_example_range() -> None:
     assert len(first) == 3
     for batch in first:
         assert isinstance(batch, np.ndarray)
-        assert batch.dtype == np.int64 and batch.ndim == 1 and len(set(batch.tolist())) == 5
+        assert batch.dtype == np.int64
+        assert batch.ndim == 1
+        assert len(set(batch.tolist())) == 5
     assert sorted(np.concatenate(first).tolist()) == list(range(15))
     second = list(dl)
     assert sorted(np.concatenate(second).tolist()) == list(range(15))
@@ -37,8 +39,10 @@ def test_seed_example_enumerated_letters() -> None:
     assert len(out) == 5
     assert [len(b[1]) for b in out] == [6, 6, 6, 6, 2]
     for ids, chars in out:
-        assert isinstance(ids, np.ndarray) and ids.dtype == np.int64
-        assert isinstance(chars, list) and all(len(c) == 1 for c in chars)
+        assert isinstance(ids, np.ndarray)
+        assert ids.dtype == np.int64
+        assert isinstance(chars, list)
+        assert all(len(c) == 1 for c in chars)
         assert [letters[i] for i in ids.tolist()] == chars
     assert sorted(i for b in out for i in b[0].tolist()) == list(range(26))
 
@@ -89,7 +93,8 @@ def test_set_epoch_refuses_bad_values(bad: Any) -> None:
 
 def test_seed_none_draws_a_seed_that_replays_the_run() -> None:
     dl = DataLoader(range(40), batch_size=8, shuffle=True)
-    assert isinstance(dl.seed, int) and dl.seed >= 0
+    assert isinstance(dl.seed, int)
+    assert dl.seed >= 0
     run = [as_lists(dl) for _ in range(2)]
     replay = DataLoader(range(40), batch_size=8, shuffle=True, seed=dl.seed)
     assert [as_lists(replay) for _ in range(2)] == run

@@ -25,7 +25,8 @@ def test_output_torch_converts_numpy_leaves_and_keeps_strings() -> None:
 def test_output_torch_on_the_item_path() -> None:
     torch = pytest.importorskip("torch")
     (batch,) = list(DataLoader([(1, 0.5), (2, 1.5)], batch_size=2, output="torch"))
-    assert batch[0].dtype == torch.int64 and batch[0].tolist() == [1, 2]
+    assert batch[0].dtype == torch.int64
+    assert batch[0].tolist() == [1, 2]
     assert batch[1].dtype == torch.float64
 
 

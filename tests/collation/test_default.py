@@ -26,9 +26,12 @@ class Sample:
 
 def test_python_ints_bools_floats_become_1d_arrays() -> None:
     ints, bools, floats = collate([1, 2, 3]), collate([True, False]), collate([0.5, 1.5])
-    assert ints.dtype == np.int64 and ints.tolist() == [1, 2, 3]
-    assert bools.dtype == np.bool_ and bools.tolist() == [True, False]
-    assert floats.dtype == np.float64 and floats.tolist() == [0.5, 1.5]
+    assert ints.dtype == np.int64
+    assert ints.tolist() == [1, 2, 3]
+    assert bools.dtype == np.bool_
+    assert bools.tolist() == [True, False]
+    assert floats.dtype == np.float64
+    assert floats.tolist() == [0.5, 1.5]
 
 
 def test_large_ints_stay_int64() -> None:
@@ -73,16 +76,19 @@ def test_torch_tensors_are_stacked_with_torch() -> None:
 def test_tuples_stay_tuples_and_lists_stay_lists() -> None:
     tup = collate([(1, "a"), (2, "b")])
     assert type(tup) is tuple
-    assert tup[0].tolist() == [1, 2] and tup[1] == ["a", "b"]
+    assert tup[0].tolist() == [1, 2]
+    assert tup[1] == ["a", "b"]
     lst = collate([[1, 2.5], [3, 4.5]])
     assert type(lst) is list
-    assert lst[0].tolist() == [1, 3] and lst[1].tolist() == [2.5, 4.5]
+    assert lst[0].tolist() == [1, 3]
+    assert lst[1].tolist() == [2.5, 4.5]
 
 
 def test_dicts_keep_keys_and_mapping_type() -> None:
     out = collate([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}])
     assert type(out) is dict
-    assert out["a"].tolist() == [1, 2] and out["b"] == ["x", "y"]
+    assert out["a"].tolist() == [1, 2]
+    assert out["b"] == ["x", "y"]
     ordered = collate([OrderedDict(a=1), OrderedDict(a=2)])
     assert type(ordered) is OrderedDict
     assert ordered["a"].tolist() == [1, 2]
@@ -91,7 +97,8 @@ def test_dicts_keep_keys_and_mapping_type() -> None:
 def test_namedtuples_stay_namedtuples() -> None:
     out = collate([Point(0.5, "a"), Point(1.5, "b")])
     assert type(out) is Point
-    assert out.x.tolist() == [0.5, 1.5] and out.label == ["a", "b"]
+    assert out.x.tolist() == [0.5, 1.5]
+    assert out.label == ["a", "b"]
 
 
 def test_dataclasses_stay_dataclasses_with_batched_fields() -> None:
@@ -111,7 +118,8 @@ def test_nested_structures_collate_recursively() -> None:
     out = collate(items)
     ids, inner = out["meta"]
     assert ids.tolist() == [0, 1, 2]
-    assert inner["tags"][0] == ["t0", "t1", "t2"] and inner["tags"][1] == ["u", "u", "u"]
+    assert inner["tags"][0] == ["t0", "t1", "t2"]
+    assert inner["tags"][1] == ["u", "u", "u"]
     assert type(out["points"][0]) is Point
     assert out["points"][0].x.tolist() == [0, 1, 2]
     assert out["img"].shape == (3, 2, 2)
@@ -123,7 +131,8 @@ def test_shape_mismatch_names_the_field_the_shapes_and_pad_collate() -> None:
         collate(items)
     message = str(info.value)
     assert "batch['seq']" in message
-    assert "(3,)" in message and "(5,)" in message
+    assert "(3,)" in message
+    assert "(5,)" in message
     assert "pad_collate" in message
 
 

@@ -83,7 +83,8 @@ def assert_equal_batches(a: Any, b: Any) -> None:
         for x, y in zip(a, b, strict=True):
             assert_equal_batches(x, y)
     elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.dtype == b.dtype
+        assert a.shape == b.shape
         np.testing.assert_array_equal(a, b)
     else:
         assert a == b

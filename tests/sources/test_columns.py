@@ -87,7 +87,7 @@ def test_dict_columns_of_unequal_length_are_refused() -> None:
 
 
 def test_dict_with_a_scalar_value_explains_how_dicts_are_read() -> None:
-    with pytest.raises(TypeError, match="column 'n' is a int.*__len__ and __getitem__"):
+    with pytest.raises(TypeError, match=r"column 'n' is a int.*__len__ and __getitem__"):
         DataLoader({"x": [1, 2], "n": 3})
 
 

@@ -55,7 +55,7 @@ def test_structured_items_from_a_generator() -> None:
 
 def test_unsized_iterable_has_no_len() -> None:
     dl = DataLoader((i for i in range(5)), batch_size=2)
-    with pytest.raises(TypeError, match="generator.*no len"):
+    with pytest.raises(TypeError, match=r"generator.*no len"):
         len(dl)
 
 
@@ -76,7 +76,7 @@ def test_reiterable_gives_every_epoch() -> None:
 def test_single_pass_generator_read_twice_is_a_clear_error() -> None:
     dl = DataLoader((i for i in range(5)), batch_size=2)
     assert values(dl) == [0, 1, 2, 3, 4]
-    with pytest.raises(RuntimeError, match="single-pass iterator.*already read"):
+    with pytest.raises(RuntimeError, match=r"single-pass iterator.*already read"):
         list(dl)
 
 

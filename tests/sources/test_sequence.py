@@ -148,5 +148,5 @@ def test_torch_map_style_dataset() -> None:
 
 
 def test_not_a_collection_is_refused_naming_the_type() -> None:
-    with pytest.raises(TypeError, match="data must be a collection.*int"):
+    with pytest.raises(TypeError, match=r"data must be a collection.*int"):
         DataLoader(42)
