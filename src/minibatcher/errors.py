@@ -37,7 +37,9 @@ class WorkerError(MinibatcherError, RuntimeError):
         exitcode: the process exit code; negative values are the signal that killed it.
     """
 
-    def __init__(self, message: str, worker_id: int | None = None, exitcode: int | None = None):
+    def __init__(
+        self, message: str, worker_id: int | None = None, exitcode: int | None = None
+    ) -> None:
         super().__init__(message)
         self.worker_id = worker_id
         self.exitcode = exitcode
