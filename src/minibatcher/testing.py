@@ -92,14 +92,15 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
         stops.append(name)
         if 0 < k < count:  # a second stop within the resumed epoch
             first = restore(loader.state_dict())
-            one = list(itertools.islice(iter(first), 1))
+            it_first = iter(first)
+            one = list(itertools.islice(it_first, 1))
             again = restore(first.state_dict())
             tail = [list(again), *_run_epochs(again, epochs - 1)]
             name2 = f"{name}, then 1 more, stopped again"
             _compare_flat(name2, got + one + [b for e in tail for b in e], expected_all)
             stops.append(name2)
-            _close(first, again)
-        _close(loader, resumed)
+            _close(it_first, first, again)
+        _close(it, loader, resumed)
     # After the epoch ended: the restored loader starts the next epoch.
     loader = make_loader()
     for _ in loader:
@@ -112,7 +113,7 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
 
 
 def _close(*loaders: Any) -> None:
-    """Release workers (persistent ones included) of loaders we are done with."""
+    """Stop abandoned iterators and release workers (persistent ones too) of loaders."""
     for loader in loaders:
         close = getattr(loader, "close", None)
         if callable(close):
