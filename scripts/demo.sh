@@ -7,4 +7,4 @@ PY="${PYTHON:-python3}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[examples]"
-"$VENV/bin/python" examples/quickstart.py "$@"
+"$VENV/bin/minibatcher" demo "$@"

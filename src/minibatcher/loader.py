@@ -293,7 +293,7 @@ class DataLoader(Generic[T]):
         executor = self._executor()
         finish = self._finish_in_main
         rec = self._profiler.begin(
-            epoch, start, lambda: progress.next_batch + len(progress.above),  # type: ignore[union-attr]
+            epoch, start, lambda: progress.next_batch + len(progress.above),
             self._regular_batch_size, executor, self.work,
         )
         arm = rec.arm_mask

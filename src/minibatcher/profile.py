@@ -152,7 +152,7 @@ class EpochRecorder:
             self.t_asked = now
 
     def end(self, last_batch: Any) -> None:
-        """The epoch's loop is over (finished, left, or failed); ``last_batch`` was delivered last."""
+        """The epoch's loop is over (finished, left or failed); ``last_batch`` came last."""
         self.t_end = perf_counter()
         if last_batch is not None and self.batch_size is not None and self.batch_size > 1:
             self.last_len = batch_length(last_batch)

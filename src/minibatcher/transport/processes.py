@@ -40,36 +40,40 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import io
+import itertools
 import multiprocessing
 import os
 import pickle
-import queue
+import select
 import signal
-import struct
 import sys
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from ..errors import WorkerError
 from .executor import Result, Task
-from .remote_error import capture, reraise
+from .remote_error import reraise
 from .reorder import Window
-from .shm import ResultPickler, ResultUnpickler, Segment, SegmentPool, SlotWriter, WorkerSegments
-from .worker_info import WorkerInfo, seed_worker, set_worker_info, worker_seed
+from .shm import ResultPickler, ResultUnpickler, Segment, SegmentPool
+from .worker_loop import HEADER as _HEADER
+from .worker_loop import INIT_ERROR as _INIT_ERROR
+from .worker_loop import worker_main
 
 WORKER_JOIN_TIMEOUT_S = 5.0
 """How long ``close()`` waits for workers to exit before killing them."""
 DEATH_GRACE_S = 2.0
 """How long to wait for a worker whose pipe closed to be reaped, to read its exit code."""
+MAX_CHUNK = 32
+"""At most this many tasks travel in one message (only tiny, fast batches are chunked)."""
+CHUNK_TARGET_S = 0.0005
+"""Tiny batches are grouped so that one message carries about this much work."""
+CHUNK_MAX_BYTES = 16 * 1024
+"""Batches whose pickled size is above this travel one per message."""
 
-_HEADER = struct.Struct("<qqBqq")  # run id, seq, status, slot bytes used, shm bytes needed
-_OK, _ERROR, _INIT_ERROR = 0, 1, 2
 _live: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
 
@@ -106,7 +110,12 @@ class ProcessExecutor:
         self._results: list[Connection] = []
         self._pool = SegmentPool()
         self._run_id = 0
-        self._pending: dict[tuple[int, int], Segment | None] = {}  # (run, seq) -> slot
+        self._pending: dict[tuple[int, int], Segment | None] = {}  # (run, message) -> slot
+        self._chunk = 1  # tasks per message, adapted to the batches' cost (see _read)
+        self._polls: list[Any] = []  # per worker: poll over its result pipe and sentinel
+        self._poll_all: Any = None
+        self._fd_owner: dict[int, int] = {}
+        self._result_fds: list[int] = []
         _live.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -117,9 +126,12 @@ class ProcessExecutor:
             task_r, task_w = ctx.Pipe(duplex=False)
             result_r, result_w = ctx.Pipe(duplex=False)
             inherited = [c.fileno() for c in (*self._tasks, *self._results)] if forked else []
-            config = (wid, self.num_workers, self.seed, epoch, self.worker_init_fn, inherited)
-            proc = ctx.Process(
-                target=_worker_main,
+            parent = os.getpid() if forked else None
+            config = (
+                wid, self.num_workers, self.seed, epoch, self.worker_init_fn, inherited, parent
+            )
+            proc = ctx.Process(  # type: ignore[attr-defined]
+                target=worker_main,
                 args=(config, self.work, self.dataset, task_r, result_w),
                 name=f"minibatcher-worker-{wid}",
                 daemon=True,
@@ -138,6 +150,15 @@ class ProcessExecutor:
             self._procs.append(proc)
             self._tasks.append(task_w)
             self._results.append(result_r)
+        self._poll_all = select.poll()
+        for wid, (proc, conn) in enumerate(zip(self._procs, self._results, strict=True)):
+            poller = select.poll()
+            for fd in (conn.fileno(), proc.sentinel):
+                poller.register(fd, select.POLLIN)
+                self._poll_all.register(fd, select.POLLIN)
+                self._fd_owner[fd] = wid
+            self._polls.append(poller)
+            self._result_fds.append(conn.fileno())
 
     def _start_error(self, error: Exception) -> WorkerError:
         how = "chosen by default" if not self._explicit else "as requested"
@@ -194,113 +215,123 @@ class ProcessExecutor:
             self._start(first[0])
         self._run_id += 1
         run = self._run_id
-        window: Window[Any] = Window(self.prefetch * self.num_workers)
-        owner: dict[int, int] = {}  # seq -> worker
+        window: Window[None] = Window(self.prefetch * self.num_workers)  # keyed by message id
+        owner: dict[int, int] = {}  # message id (its first seq) -> worker
         load = [0] * self.num_workers
-        pending_task: Task | None = first
+        head: list[Task] = [first]
 
         def dispatch(wid: int) -> bool:
-            nonlocal pending_task
-            task = pending_task if pending_task is not None else next(tasks, None)
-            pending_task = None
-            if task is None:
+            chunk = head + list(itertools.islice(tasks, self._chunk - len(head)))
+            head.clear()
+            if not chunk:
                 return False
-            seq = task[1]
+            mid = chunk[0][1]
             slot = self._pool.acquire()
-            self._pending[(run, seq)] = slot
-            message = (run, task, None if slot is None else slot.name)
+            self._pending[(run, mid)] = slot
+            out = io.BytesIO()
+            ResultPickler(out).dump((run, None if slot is None else slot.name, chunk))
             try:
-                self._tasks[wid].send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+                self._tasks[wid].send_bytes(out.getbuffer())
             except OSError:
                 self._raise_dead(wid)
-            window.dispatched(seq)
-            owner[seq] = wid
+            window.dispatched(mid)
+            owner[mid] = wid
             load[wid] += 1
             return True
 
         more = True
         while more and window.has_room():
-            wid = min(range(self.num_workers), key=load.__getitem__)
-            more = dispatch(wid)
+            more = dispatch(min(range(self.num_workers), key=load.__getitem__))
         while len(window):
             if self.in_order:
-                seq = window.head
-                assert seq is not None
-                wid = owner[seq]
-                status, payload = self._receive(wid, run, seq)
-                window.arrived(seq, None)
+                mid = window.head
+                assert mid is not None
+                wid = owner[mid]
+                entries = self._receive(wid, run, mid)
+                window.arrived(mid, None)
                 window.pop_ready()
             else:
-                wid, seq, status, payload = self._receive_any(run, owner, load)
-                window.arrived(seq, None)
-                window.pop_any(seq)
-            del owner[seq]
+                wid, mid, entries = self._receive_any(run)
+                window.arrived(mid, None)
+                window.pop_any(mid)
+            del owner[mid]
             load[wid] -= 1
-            if status != _OK:
-                raise reraise(payload)
             if more:
                 more = dispatch(wid)
-            yield seq, payload
-            if self.closed or self._run_id != run:
-                raise RuntimeError("this iteration was superseded by a newer one or closed")
+            for seq, ok, payload in entries:
+                if not ok:
+                    raise reraise(payload)
+                yield seq, payload
+                if self._run_id != run or self.closed:
+                    raise RuntimeError("this iteration was superseded by a newer one or closed")
 
-    def _receive(self, wid: int, run: int, seq: int) -> tuple[int, Any]:
-        """The result of ``(run, seq)`` from worker ``wid`` (results of older runs dropped)."""
+    def _receive(self, wid: int, run: int, mid: int) -> list[Any]:
+        """The results of message ``mid`` of ``run`` from worker ``wid`` (older runs' dropped)."""
         while True:
-            got = self._read(wid)
-            if got[0] == run and got[1] == seq:
-                return got[2], got[3]
+            self._wait_for(wid)
+            got_run, got_mid, entries = self._read(wid)
+            if got_run == run and got_mid == mid:
+                return entries
 
-    def _receive_any(
-        self, run: int, owner: dict[int, int], load: list[int]
-    ) -> tuple[int, int, int, Any]:
-        """The first result of this run from any worker that owes one."""
-        busy = [w for w in range(self.num_workers) if load[w]]
-        conns = {self._results[w]: w for w in busy}
-        sentinels = {self._procs[w].sentinel: w for w in busy}
-        while True:
-            ready = wait([*conns, *sentinels], self.timeout)
-            if not ready:
-                self._raise_timeout(busy)
-            for obj in ready:
-                wid = conns.get(obj)  # type: ignore[call-overload]
-                if wid is None:
-                    wid = sentinels[obj]  # type: ignore[index]
-                got = self._read(wid)
-                if got[0] == run:
-                    return wid, got[1], got[2], got[3]
-
-    def _read(self, wid: int) -> tuple[int, int, int, Any]:
-        """One message from worker ``wid``: ``(run, seq, status, batch or RemoteError)``."""
-        conn = self._results[wid]
-        if not conn.poll(0):
-            ready = wait([conn, self._procs[wid].sentinel], self.timeout)
-            if not ready:
+    def _wait_for(self, wid: int) -> None:
+        """Block until worker ``wid`` has sent something; raise if it died or timed out."""
+        poller = self._polls[wid]
+        if poller.poll(0):
+            events = poller.poll(0)
+        else:
+            events = poller.poll(None if self.timeout is None else self.timeout * 1000)
+            if not events:
                 self._raise_timeout([wid])
-            if conn not in ready and not conn.poll(0):
-                self._raise_dead(wid)
+        if any(fd == self._result_fds[wid] for fd, _ in events):
+            return
+        if not self._results[wid].poll(0):  # only the sentinel: the worker exited
+            self._raise_dead(wid)
+
+    def _receive_any(self, run: int) -> tuple[int, int, list[Any]]:
+        """The first message of this run from any worker: ``(worker, message id, entries)``."""
+        while True:
+            events = self._poll_all.poll(None if self.timeout is None else self.timeout * 1000)
+            if not events:
+                self._raise_timeout(list(range(self.num_workers)))
+            for fd, _ in events:
+                wid = self._fd_owner[fd]
+                if fd != self._result_fds[wid] and not self._results[wid].poll(0):
+                    self._raise_dead(wid)
+                got_run, mid, entries = self._read(wid)
+                if got_run == run:
+                    return wid, mid, entries
+
+    def _read(self, wid: int) -> tuple[int, int, Any]:
+        """One message from worker ``wid``: ``(run, message id, [(seq, ok, batch), ...])``."""
         try:
-            data = conn.recv_bytes()
+            data = self._results[wid].recv_bytes()
         except (EOFError, OSError):
             self._raise_dead(wid)
-        run, seq, status, used, needed = _HEADER.unpack_from(data)
-        slot = self._pending.pop((run, seq), None)
+        run, mid, status, used, needed, per_batch = _HEADER.unpack_from(data)
+        slot = self._pending.pop((run, mid), None)
         if needed:
             self._pool.note_need(needed)
-        body = io.BytesIO(memoryview(data)[_HEADER.size :])
+        body = io.BytesIO(data)
+        body.seek(_HEADER.size)
         if status == _INIT_ERROR:
             self.close()
             raise reraise(pickle.load(body))
         if run != self._run_id:  # a result of an abandoned iteration: recycle its slot
             if slot is not None:
                 self._pool.release(slot)
-            return run, seq, status, None
-        if status != _OK or not used or slot is None:
-            if slot is not None:
-                self._pool.release(slot)
-            return run, seq, status, pickle.load(body)
-        raw = self._pool.lease(slot, used)
-        return run, seq, status, ResultUnpickler(body, raw).load()
+            return run, mid, None
+        entries: list[Any] = ResultUnpickler(body, self._lease(slot, used)).load()
+        small = not used and len(data) < CHUNK_MAX_BYTES * len(entries)
+        self._chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET_S / per_batch))) if small else 1
+        return run, mid, entries
+
+    def _lease(self, slot: Segment | None, used: int) -> Any:
+        if slot is None:
+            return None
+        if not used:
+            self._pool.release(slot)
+            return None
+        return self._pool.lease(slot, used)
 
     def _raise_dead(self, wid: int) -> NoReturn:
         proc = self._procs[wid]
@@ -342,79 +373,3 @@ class ProcessExecutor:
 def _close_all() -> None:
     for executor in list(_live):
         executor.close()
-
-
-# -- the worker side ---------------------------------------------------------------------------
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this worker when the process that started it dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _read_tasks(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
-    """Drain the task pipe; EOF means the main process closed us or died: exit now."""
-    try:
-        while True:
-            inbox.put(conn.recv_bytes())
-    except (EOFError, OSError):
-        pass
-    os._exit(0)
-
-
-def _worker_main(
-    config: tuple[Any, ...], work: Any, dataset: Any, task_r: Connection, result_w: Connection
-) -> None:
-    wid, num_workers, seed, epoch, init_fn, inherited = config
-    parent = os.getppid()
-    _die_with_parent()
-    if os.getppid() != parent:
-        os._exit(0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    for fd in inherited:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    where = f"DataLoader worker process {wid} (pid {os.getpid()})"
-    inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-    threading.Thread(target=_read_tasks, args=(task_r, inbox), daemon=True).start()
-
-    def begin_epoch(epoch: int) -> None:
-        base = worker_seed(seed, epoch, wid)
-        seed_worker(base)
-        set_worker_info(WorkerInfo(wid, num_workers, base, dataset), thread=False)
-
-    begin_epoch(epoch)
-    header = bytes(_HEADER.size)
-    if init_fn is not None:
-        try:
-            init_fn(wid)
-        except BaseException as e:
-            out = io.BytesIO()
-            out.write(_HEADER.pack(-1, -1, _INIT_ERROR, 0, 0))
-            pickle.dump(capture(e, wid, where + ", in worker_init_fn"), out)
-            result_w.send_bytes(out.getbuffer())
-            os._exit(1)
-    segments = WorkerSegments()
-    while True:
-        run, task, slot_name = pickle.loads(inbox.get())
-        if task[0] != epoch:
-            epoch = task[0]
-            begin_epoch(epoch)
-        writer = SlotWriter(None if slot_name is None else segments.get(slot_name))
-        out = io.BytesIO()
-        out.write(header)
-        status = _OK
-        try:
-            batch = work(task, writer.allocate)
-            ResultPickler(out, writer).dump(batch)
-        except BaseException as e:
-            status = _ERROR
-            out.seek(len(header))
-            out.truncate()
-            pickle.dump(capture(e, wid, where), out)
-        buffer = out.getbuffer()
-        _HEADER.pack_into(buffer, 0, run, task[1], status, writer.used, writer.needed)
-        result_w.send_bytes(buffer)
-        del buffer

@@ -260,6 +260,7 @@ class SlotWriter:
         self.segment = segment
         self.used = 0
         self.needed = 0
+        self._outside: set[int] = set()  # ids of arrays allocate() had to put outside the slot
 
     def _reserve(self, nbytes: int) -> int | None:
         start = self.used
@@ -278,7 +279,9 @@ class SlotWriter:
             return np.empty(shape, dtype)
         start = self._reserve(nbytes)
         if start is None:
-            return np.empty(shape, dtype)
+            array = np.empty(shape, dtype)
+            self._outside.add(id(array))  # counted in ``needed`` already
+            return array
         view = self.segment.view  # type: ignore[union-attr]
         return view[start : start + nbytes].view(dtype).reshape(shape)
 
@@ -293,6 +296,8 @@ class SlotWriter:
             offset = array.__array_interface__["data"][0] - segment.address
             if offset >= 0 and offset + nbytes <= segment.capacity:
                 return (kind, offset, array.shape, dtype.str)
+        if id(array) in self._outside:
+            return None
         start = self._reserve(nbytes)
         if start is None:
             return None
@@ -302,9 +307,15 @@ class SlotWriter:
 
 
 class ResultPickler(pickle.Pickler):
-    """Pickles a batch, sending array leaves that live in (or fit) the slot as descriptors."""
+    """Pickles a batch; array leaves travel as descriptors, not through NumPy's slow reduce.
 
-    def __init__(self, file: io.BytesIO, writer: SlotWriter) -> None:
+    A leaf that lives in (or fits) the slot becomes ``(kind, offset, shape, dtype)``; a small
+    array becomes ``(kind + "b", dtype, shape, raw bytes)`` (~1 us instead of ~20 us for
+    ``ndarray.__reduce__``). ``kind`` is ``"n"`` for NumPy and ``"t"`` for torch. Without a
+    writer (tasks), only the second form is used.
+    """
+
+    def __init__(self, file: io.BytesIO, writer: SlotWriter | None = None) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.writer = writer
         torch = sys.modules.get("torch")
@@ -312,17 +323,30 @@ class ResultPickler(pickle.Pickler):
 
     def persistent_id(self, obj: Any) -> Any:
         if type(obj) is np.ndarray:
-            return self.writer.describe(obj, "n")
+            return self._describe(obj, "n")
         tensor = self._tensor
-        if tensor is not None and isinstance(obj, tensor) and type(obj) is tensor:
+        if tensor is not None and type(obj) is tensor:
             if obj.device.type != "cpu" or obj.requires_grad or obj.layout is not _strided():
                 return None
             try:
                 array = obj.numpy()
             except (TypeError, RuntimeError):  # dtypes NumPy lacks (bfloat16), conjugates, ...
                 return None
-            return self.writer.describe(array, "t")
+            return self._describe(array, "t")
         return None
+
+    def _describe(self, array: np.ndarray, kind: str) -> Any:
+        dtype = array.dtype
+        if dtype.hasobject or dtype.fields is not None:
+            return None
+        writer = self.writer
+        if writer is not None:
+            described = writer.describe(array, kind)
+            if described is not None:
+                return described
+        if not (array.flags.c_contiguous and array.flags.writeable):
+            array = array.copy()
+        return (kind + "b", dtype.str, array.shape, pickle.PickleBuffer(array))
 
 
 def _strided() -> Any:
@@ -330,20 +354,25 @@ def _strided() -> Any:
 
 
 class ResultUnpickler(pickle.Unpickler):
-    """Rebuilds a batch in the main process; descriptors become views of the leased slot."""
+    """Rebuilds a batch in the main process; descriptors become views of the leased slot
+    (``raw``) or arrays over the received bytes."""
 
-    def __init__(self, file: io.BytesIO, raw: np.ndarray) -> None:
+    def __init__(self, file: io.BytesIO, raw: np.ndarray | None = None) -> None:
         super().__init__(file)
         self.raw = raw
 
     def persistent_load(self, pid: Any) -> Any:
-        kind, offset, shape, dtype = pid
-        dtype = np.dtype(dtype)
-        count = 1
-        for n in shape:
-            count *= n
-        array = self.raw[offset : offset + count * dtype.itemsize].view(dtype).reshape(shape)
-        if kind == "t":
+        kind, where, shape, dtype = pid
+        if len(kind) == 2:  # (kind + "b", dtype, shape, bytearray)
+            array = np.frombuffer(dtype, np.dtype(where)).reshape(shape)
+        else:
+            dtype = np.dtype(dtype)
+            count = 1
+            for n in shape:
+                count *= n
+            assert self.raw is not None
+            array = self.raw[where : where + count * dtype.itemsize].view(dtype).reshape(shape)
+        if kind[0] == "t":
             torch = sys.modules.get("torch") or importlib.import_module("torch")
             return torch.from_numpy(array)
         return array

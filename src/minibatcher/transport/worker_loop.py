@@ -1,0 +1,131 @@
+"""The worker side of ``processes.py``: the loop each worker process runs.
+
+In: messages on the task pipe, each ``(run, slot name, [task, ...])`` (a chunk of tasks; one
+task unless the batches are tiny). Out: one message per chunk on the result pipe: a fixed header
+(``HEADER``: run, message id, status, slot bytes used, shared-memory bytes needed, seconds of
+work per batch) then the pickled ``[(seq, ok, batch or RemoteError), ...]``. State: the epoch
+(to reseed when it changes) and the mapped segments. See NOTE [ Shutdown ] in ``processes.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import pickle
+import queue
+import signal
+import struct
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .remote_error import capture
+from .shm import ResultPickler, ResultUnpickler, SlotWriter, WorkerSegments
+from .worker_info import WorkerInfo, seed_worker, set_worker_info, worker_seed
+
+HEADER = struct.Struct("<qqBqqd")  # run, message id, status, slot used, shm needed, s per batch
+OK, INIT_ERROR = 0, 2
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker when the process that started it dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _read_tasks(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
+    """Drain the task pipe; EOF means the main process closed us or died: exit now."""
+    try:
+        while True:
+            inbox.put(conn.recv_bytes())
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
+
+
+def worker_main(
+    config: tuple[Any, ...], work: Any, dataset: Any, task_r: Connection, result_w: Connection
+) -> None:
+    """Serve tasks until the task pipe closes (the process's target)."""
+    wid, num_workers, seed, epoch, init_fn, inherited, parent = config
+    die_with_parent()
+    if parent is not None and os.getppid() != parent:
+        os._exit(0)  # the parent died before prctl took effect
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    for fd in inherited:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    where = f"DataLoader worker process {wid} (pid {os.getpid()})"
+    inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    threading.Thread(target=_read_tasks, args=(task_r, inbox), daemon=True).start()
+
+    def begin_epoch(epoch: int) -> None:
+        base = worker_seed(seed, epoch, wid)
+        seed_worker(base)
+        set_worker_info(WorkerInfo(wid, num_workers, base, dataset), thread=False)
+
+    begin_epoch(epoch)
+    if init_fn is not None:
+        try:
+            init_fn(wid)
+        except Exception as e:
+            out = io.BytesIO()
+            out.write(HEADER.pack(-1, -1, INIT_ERROR, 0, 0, 0.0))
+            pickle.dump(capture(e, wid, where + ", in worker_init_fn"), out)
+            result_w.send_bytes(out.getbuffer())
+            os._exit(1)
+    segments = WorkerSegments()
+    clock = time.perf_counter
+    blank = bytes(HEADER.size)
+    while True:
+        run, slot_name, tasks = ResultUnpickler(io.BytesIO(inbox.get())).load()
+        writer = SlotWriter(None if slot_name is None else segments.get(slot_name))
+        entries: list[tuple[int, bool, Any]] = []
+        start = clock()
+        for task in tasks:
+            if task[0] != epoch:
+                epoch = task[0]
+                begin_epoch(epoch)
+            try:
+                entries.append((task[1], True, work(task, writer.allocate)))
+            except Exception as e:  # SystemExit ends the worker: reported as its exit code
+                entries.append((task[1], False, capture(e, wid, where)))
+                break
+        per_batch = (clock() - start) / len(tasks)
+        out = io.BytesIO()
+        out.write(blank)
+        try:
+            ResultPickler(out, writer).dump(entries)
+        except Exception:
+            out.seek(HEADER.size)
+            out.truncate()
+            ResultPickler(out, writer).dump(_picklable(entries, wid, where))
+        buffer = out.getbuffer()
+        HEADER.pack_into(buffer, 0, run, tasks[0][1], OK, writer.used, writer.needed, per_batch)
+        result_w.send_bytes(buffer)
+        del buffer, entries, tasks
+
+
+def _picklable(entries: list[tuple[int, bool, Any]], wid: int, where: str) -> list[Any]:
+    """``entries`` with each batch that cannot be pickled replaced by an error saying so."""
+    checked: list[Any] = []
+    for seq, ok, payload in entries:
+        try:
+            ResultPickler(io.BytesIO()).dump(payload)
+        except Exception as e:
+            error = TypeError(
+                f"batch {seq} was built in the worker but cannot be pickled to send it to the "
+                f"main process ({type(e).__name__}: {e}); return picklable objects from the "
+                "dataset, transforms and collate_fn, or use worker_type='thread'"
+            )
+            checked.append((seq, False, capture(error, wid, where)))
+            break
+        checked.append((seq, ok, payload))
+    return checked
