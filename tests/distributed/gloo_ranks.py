@@ -1,0 +1,87 @@
+"""The code each rank runs in the distributed tests (imported by the spawned processes).
+
+Every rank builds its loader with ``shard="auto"`` inside an initialised gloo process group,
+delivers its batches, and the ranks' delivered indices are gathered with ``all_gather_object``;
+rank 0 writes what was gathered to ``out`` (JSON) for the test to check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch.distributed as dist
+
+from minibatcher import DataLoader
+
+N = 101
+BATCH = 4
+
+
+def _flat(batches: Any) -> list[int]:
+    return [int(x) for b in batches for x in b.tolist()]
+
+
+def first_job(rank: int, world: int, store: str, out: str) -> None:
+    """World 4: seed broadcast, coverage under pad/drop/allow, then a stop mid-epoch."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        result: dict[str, Any] = {}
+        dl = DataLoader(range(N), batch_size=BATCH, shuffle=True, shard="auto")  # seed=None
+        result["seeds"] = _gather(dl.seed)
+        result["lens"] = _gather(len(dl))
+        for uneven in ("pad", "drop", "allow"):
+            dl = DataLoader(
+                range(N), batch_size=BATCH, shuffle=True, seed=7, shard="auto", uneven=uneven
+            )  # type: ignore[arg-type]
+            result[uneven] = _gather(_flat(dl))
+        # elastic, part 1: each rank stops after a different number of batches of epoch 0
+        dl = DataLoader(range(N), batch_size=BATCH, shuffle=True, seed=1234, shard="auto")
+        it = iter(dl)
+        taken = [next(it) for _ in range(2 + rank)]
+        result["before"] = _gather(_flat(taken))
+        result["states"] = _gather(dl.state_dict())
+        if rank == 0:
+            with open(out, "w") as f:
+                json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def second_job(rank: int, world: int, store: str, out: str, states_file: str) -> None:
+    """World 3: load all four old states (elastic), finish the epoch with thread workers."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        with open(states_file) as f:
+            states = json.load(f)
+        with DataLoader(
+            range(N),
+            batch_size=BATCH,
+            shuffle=True,
+            seed=1234,
+            shard="auto",
+            num_workers=2,
+            worker_type="thread",
+        ) as dl:
+            dl.load_state_dict(states)
+            remaining = len(dl)
+            after = _flat(dl)
+            following = _flat(dl)
+        result = {
+            "after": _gather(after),
+            "lens": _gather(remaining),
+            "next_epoch": _gather(following),
+            "world": os.environ.get("WORLD_SIZE"),
+        }
+        if rank == 0:
+            with open(out, "w") as f:
+                json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def _gather(value: Any) -> list[Any]:
+    box: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(box, value)
+    return box
