@@ -183,8 +183,9 @@ def train(
     lr = learning_rate(size)
     output: Literal["numpy", "torch"] = "torch" if backend == "torch" else "numpy"
     model: NumpyMLP | TorchMLP = TorchMLP(params) if backend == "torch" else NumpyMLP(params)
-    train_dl: DataLoader[dict[str, Any]] = DataLoader({"x": x_train, "y": y_train}, batch_size=size, shuffle=True,
-                          seed=seed, output=output)
+    train_dl: DataLoader[dict[str, Any]] = DataLoader(
+        {"x": x_train, "y": y_train}, batch_size=size, shuffle=True, seed=seed, output=output
+    )
     val_dl: DataLoader[dict[str, Any]] = DataLoader({"x": x_val, "y": y_val}, batch_size=512)
     steps_per_epoch = len(train_dl)
     bar = _bar(epochs * steps_per_epoch, f"batch size {size:>5}", progress)
@@ -261,8 +262,8 @@ def explain(results: Sequence[RunResult]) -> str:
             f"Batch size {slowest.batch_size} is the slowest ({slowest.items_per_s:,.0f} items/s):"
             f" {slowest.steps:,} steps, each paying a fixed cost (loading, Python, kernel calls) "
             f"for few items. Batch size {fastest.batch_size} is the fastest "
-            f"({fastest.items_per_s:,.0f} items/s, {fastest.items_per_s / max(slowest.items_per_s, 1):.0f}x)"
-            f" with {fastest.steps:,} steps."
+            f"({fastest.items_per_s:,.0f} items/s, "
+            f"{fastest.items_per_s / max(slowest.items_per_s, 1):.0f}x) with {fastest.steps:,} steps."
         )
         if fastest.accuracy < best - 0.01:
             lines.append(

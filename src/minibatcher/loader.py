@@ -18,6 +18,7 @@ from typing import Any, Generic, Literal, TypeVar, final
 
 import numpy as np
 
+from . import autotune
 from . import state as _state
 from ._seed import BUFFER_STREAM, generator
 from .collation import check_output, converter
@@ -296,7 +297,7 @@ class DataLoader(Generic[T]):
             epoch, start, lambda: progress.next_batch + len(progress.above),
             self._regular_batch_size, executor, self.work,
         )
-        arm = rec.arm_mask
+        mask = rec.sample_mask
         batch = None
         try:
             tasks = self._tasks(epoch, start, progress.domain, frozenset(progress.above), progress)
@@ -313,12 +314,12 @@ class DataLoader(Generic[T]):
                         progress.advance()
                 else:
                     progress.above.add(_seq)
-                if (_seq + 1) & arm:  # 14 batches in 16: no timing (NOTE in profile.py)
+                if _seq & mask:  # 15 batches in 16: no timing (NOTE in profile.py)
                     yield batch
                 else:
                     rec.ready(_seq, batch)
                     yield batch
-                    rec.resumed(_seq)
+                    rec.resumed()
             progress.finished = True
         finally:
             rec.end(batch)
@@ -339,7 +340,7 @@ class DataLoader(Generic[T]):
         """Where the latest epoch's time went: counts, stage times and a verdict (see
         :class:`~minibatcher.profile.LoaderStats`); readable during an epoch or after it."""
         self._profiler.collect(None, self.work)
-        opts = self.options
+        opts = self._tuned or self.options
         facts = LoaderFacts(
             num_workers=opts.num_workers if isinstance(opts.num_workers, int) else 0,
             worker_type=opts.worker_type,
@@ -354,7 +355,7 @@ class DataLoader(Generic[T]):
 
     def _executor(self) -> Executor:
         """The executor of one epoch: inline, or workers (kept across epochs if persistent)."""
-        opts = self.options
+        opts = self._worker_options()
         if opts.num_workers == 0 or opts.num_workers == "auto":
             pinned = None if self._device is None else self._device.allocator()
             return InlineExecutor(self.work, allocate=pinned)
@@ -365,6 +366,19 @@ class DataLoader(Generic[T]):
         if opts.persistent_workers:
             self._workers = executor
         return executor
+
+    _tuned: LoaderOptions | None = None  # the options with num_workers="auto" resolved
+
+    def _worker_options(self) -> LoaderOptions:
+        """The options executors are built from: ``num_workers="auto"`` measured once, at the
+        first epoch (see ``autotune.py``); only the executor changes, never the batches."""
+        if self.options.num_workers != "auto":
+            return self.options
+        if self._tuned is None:
+            choice = autotune.tune_loader(self)
+            self._profiler.autotune = str(choice)
+            self._tuned = autotune.tuned_options(self.options, choice)
+        return self._tuned
 
     def close(self) -> None:
         """Stop persistent workers and release their shared memory (idempotent).

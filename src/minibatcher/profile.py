@@ -8,14 +8,14 @@ frozen snapshot with counts, per-stage times and a one-line verdict. State: one
 
 NOTE [ Sampled bookkeeping ]
     W1 of the benchmarks (``range(1_000_000)``, batch_size=64) delivers a batch every ~3-4 us,
-    and the bookkeeping must cost under 2% of that: ~70 ns per batch, less than two calls to
-    ``time.perf_counter``. So the delivery loop does no timing on 14 batches in 16: it tests
-    ``(seq + 1) & ARM_MASK`` (one add, one and) and yields. On the other two it calls
-    :meth:`EpochRecorder.ready` and :meth:`EpochRecorder.resumed`:
-
-        seq % 16 == 15   resumed(): note when the consumer asks for the next batch
-        seq % 16 == 0    ready():   consumer blocked = now - that moment  ("waiting")
-                         resumed(): consumer busy = now - when we yielded ("between requests")
+    and the bookkeeping must cost under 2% of that: ~70 ns per batch, about one call to
+    ``time.perf_counter``. So the delivery loop does no timing on 15 batches in 16: it tests
+    ``seq & SAMPLE_MASK`` and yields. On the 16th (``seq % 16 == 0``) it calls
+    :meth:`EpochRecorder.ready` before handing the batch over and :meth:`EpochRecorder.resumed`
+    when the consumer asks for the next one: the time in between is the consumer's own work
+    ("between requests"). The consumer's time blocked waiting for data is the rest of the
+    epoch's wall time, so it needs no clock of its own; the first batch (start-up, workers
+    included) is timed on its own.
 
     ``BatchWork`` times its stages when ``seq % 16 == 0`` (``work.STAGE_SAMPLE_MASK``), in the
     worker that runs it; thread executors share the loader's ``BatchWork``, process executors
@@ -25,9 +25,9 @@ NOTE [ Sampled bookkeeping ]
     Counts come for free: the number of batches delivered is the loader's resume counter
     (``state.Progress``, kept per batch anyway); items are ``batches * batch_size`` with the
     last batch measured once when the epoch ends. Where batch sizes vary (a user's
-    ``batch_sampler``) or batches arrive out of order (``in_order=False``), every batch goes
-    through :meth:`EpochRecorder.ready`, which then counts each batch's items: exact, at a cost
-    (~1 us a batch) that those configurations' own overhead dwarfs.
+    ``batch_sampler``) or batches arrive out of order (``in_order=False``), the mask is 0: every
+    batch goes through :meth:`EpochRecorder.ready`, which then counts its items: exact, at a
+    cost (~1 us a batch) that those configurations' own overhead dwarfs.
 
     Sampled means are scaled to totals by ``batches / samples``: an estimate, exact in the
     long run for steady loops, and marked ``~`` when printed.
@@ -46,8 +46,6 @@ from .work import STAGES
 SAMPLE_EVERY = 16
 """One batch in ``SAMPLE_EVERY`` is timed (a power of two, see NOTE [ Sampled bookkeeping ])."""
 SAMPLE_MASK = SAMPLE_EVERY - 1
-ARM_MASK = SAMPLE_EVERY - 2
-"""``(seq + 1) & ARM_MASK == 0`` exactly for ``seq % 16 in (15, 0)``: the batches timed."""
 LOADER_BOUND_SHARE = 0.10
 """The consumer waiting more than this share of its time makes the loop loader-bound."""
 
@@ -77,12 +75,11 @@ class EpochRecorder:
     """The timings and counts of one epoch, written by the loader's delivery loop.
 
     ``delivered`` reads the number of batches the user has received (the resume counter).
-    ``batch_size`` is None where sizes vary: then :meth:`ready` is called for every batch
-    (``arm_mask`` 0) and counts items itself.
+    ``batch_size`` is None where sizes vary: then ``sample_mask`` is 0, :meth:`ready` is called
+    for every batch and counts items itself.
     """
 
     __slots__ = (
-        "arm_mask",
         "batch_size",
         "between_n",
         "between_s",
@@ -92,14 +89,12 @@ class EpochRecorder:
         "first_batch_s",
         "items",
         "last_len",
+        "sample_mask",
         "stages",
         "start",
-        "t_asked",
         "t_begin",
         "t_end",
         "t_yield",
-        "wait_n",
-        "wait_s",
     )
 
     def __init__(
@@ -114,42 +109,32 @@ class EpochRecorder:
         self.start = start
         self.delivered = delivered
         self.batch_size = batch_size
-        self.arm_mask = ARM_MASK if batch_size is not None else 0
+        self.sample_mask = SAMPLE_MASK if batch_size is not None else 0
         self.executor = executor
         self.items = 0  # counted only where sizes vary
         self.last_len: int | None = None
-        self.wait_s = self.between_s = 0.0
-        self.wait_n = self.between_n = 0
+        self.between_s = 0.0
+        self.between_n = 0
         self.first_batch_s: float | None = None
         self.stages: dict[str, float] = dict.fromkeys(
             ("samples", *STAGES, "transport", "transport_samples"), 0.0
         )
         self.t_begin = perf_counter()
-        self.t_asked = self.t_yield = 0.0
+        self.t_yield = 0.0
         self.t_end: float | None = None
 
     def ready(self, seq: int, batch: Any) -> None:
         """Batch ``seq`` is about to be handed over (called for sampled batches only)."""
-        now = perf_counter()
+        now = self.t_yield = perf_counter()
         if seq == self.start:
             self.first_batch_s = now - self.t_begin
-        elif not seq & SAMPLE_MASK and self.t_asked:
-            self.wait_s += now - self.t_asked
-            self.wait_n += 1
-        self.t_asked = 0.0
-        self.t_yield = now
         if self.batch_size is None:
             self.items += batch_length(batch) or 1
 
-    def resumed(self, seq: int) -> None:
-        """The consumer asks for the batch after ``seq``."""
-        now = perf_counter()
-        low = seq & SAMPLE_MASK
-        if low == 0 and self.t_yield:
-            self.between_s += now - self.t_yield
-            self.between_n += 1
-        if low == SAMPLE_MASK:
-            self.t_asked = now
+    def resumed(self) -> None:
+        """The consumer asks for the next batch: the time since :meth:`ready` was its own."""
+        self.between_s += perf_counter() - self.t_yield
+        self.between_n += 1
 
     def end(self, last_batch: Any) -> None:
         """The epoch's loop is over (finished, left or failed); ``last_batch`` came last."""
@@ -178,10 +163,10 @@ class EpochRecorder:
 class LoaderStats:
     """What the loader delivered in its latest epoch and where the time went.
 
-    Times are seconds for the whole epoch so far. ``waiting`` and ``between`` are estimated from
-    one batch in 16 (see NOTE [ Sampled bookkeeping ] in ``profile.py``); stage times are
-    estimated the same way and are summed over workers, so with workers they may exceed
-    the wall time.
+    Times are seconds for the whole epoch so far. ``between`` is estimated from one batch in 16
+    and ``waiting`` is the rest of the wall time (see NOTE [ Sampled bookkeeping ] in
+    ``profile.py``); stage times are estimated from the same batches and summed over workers,
+    so with workers they may exceed the wall time.
     """
 
     epoch: int | None
@@ -195,7 +180,7 @@ class LoaderStats:
     first_batch: float | None
     """Seconds from ``iter()`` to the first batch (start-up, including workers)."""
     waiting: float
-    """The consumer's time blocked in ``next()``, waiting for the loader."""
+    """The consumer's time blocked in ``next()``, waiting for the loader (start-up included)."""
     between: float
     """The consumer's time between its requests: its own work (the model's step)."""
     stages: dict[str, float]
@@ -257,12 +242,12 @@ class LoaderFacts:
 def verdict(waiting: float, between: float, stages: Mapping[str, float], facts: LoaderFacts) -> str:
     """One line: is the training loop waiting for data, and what would help.
 
-    ``waiting`` and ``between`` are the consumer's mean seconds per batch blocked in ``next()``
-    and busy between requests; ``stages`` the estimated seconds per stage.
+    ``waiting`` and ``between`` are the consumer's seconds blocked in ``next()`` and busy
+    between requests; ``stages`` the estimated seconds per stage.
     """
     total = waiting + between
     if waiting <= 0 or total <= 0:
-        return "not enough batches yet to judge (one batch in 16 is timed)"
+        return f"not enough batches yet to judge (one batch in {SAMPLE_EVERY} is timed)"
     share = waiting / total
     if share < LOADER_BOUND_SHARE:
         tail = (
@@ -345,29 +330,31 @@ class Profiler:
             )
         batches, items = rec.counts()
         end = rec.t_end if rec.t_end is not None else perf_counter()
-        # Sampled means, scaled to the batches delivered (the first batch is timed on its own).
-        mean_wait = rec.wait_s / rec.wait_n if rec.wait_n else 0.0
+        # The consumer's own time is sampled and scaled; the rest of the wall time it waited.
         mean_between = rec.between_s / rec.between_n if rec.between_n else 0.0
-        first = rec.first_batch_s or 0.0
-        waiting = first + mean_wait * max(batches - 1, 0)
-        between = mean_between * batches
+        wall = end - rec.t_begin
+        between = min(mean_between * batches, wall)
+        waiting = wall - between
         stages = {}
         for name in (*STAGES, "transport"):
             count = rec.stages.get("transport_samples" if name == "transport" else "samples", 0.0)
             stages[name] = rec.stages.get(name, 0.0) / count * batches if count else 0.0
-        judged = rec.wait_n > 0 and rec.between_n > 0
+        judged = rec.between_n > 1 and batches > SAMPLE_EVERY
         return LoaderStats(
             epoch=rec.epoch,
             batches=batches,
             items=items,
-            wall=end - rec.t_begin,
+            wall=wall,
             first_batch=rec.first_batch_s,
             waiting=waiting,
             between=between,
             stages=stages,
             executor=rec.executor,
             autotune=self.autotune,
-            verdict=verdict(mean_wait if judged else 0.0, mean_between, stages, facts),
+            verdict=verdict(
+                max(waiting - (rec.first_batch_s or 0.0), 0.0) if judged else 0.0,  # steady state
+                between, stages, facts,
+            ),
             total_batches=self._done_batches + batches,
             total_items=self._done_items + items,
         )

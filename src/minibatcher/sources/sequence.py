@@ -9,6 +9,7 @@ none (the data does not change between epochs).
 from __future__ import annotations
 
 import sys
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,9 @@ class SequenceSource(IndexedSource):
         positions = indices.tolist()
         if self._getitems is not None:
             return list(self._getitems(positions))
-        getitem = self._getitem
-        return [getitem(i) for i in positions]
+        if len(positions) > 1:  # itemgetter loops in C: about twice as fast per item
+            return list(itemgetter(*positions)(self.data))
+        return [self._getitem(i) for i in positions]
 
 
 class RangeSource(IndexedSource):

@@ -125,7 +125,10 @@ class ProcessExecutor:
         for wid in range(self.num_workers):
             task_r, task_w = ctx.Pipe(duplex=False)
             result_r, result_w = ctx.Pipe(duplex=False)
-            inherited = [c.fileno() for c in (*self._tasks, *self._results)] if forked else []
+            # Under fork the child inherits every fd of ours: it closes the main process's ends
+            # (its own and earlier workers'), or EOF would never come (NOTE [ Shutdown ]).
+            ours = (*self._tasks, *self._results, task_w, result_r)
+            inherited = [c.fileno() for c in ours] if forked else []
             parent = os.getpid() if forked else None
             config = (
                 wid, self.num_workers, self.seed, epoch, self.worker_init_fn, inherited, parent

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..errors import WorkerError
 from .executor import Result, Task
 from .reorder import Window
 from .worker_info import WorkerInfo, set_worker_info, worker_seed
@@ -178,9 +179,17 @@ def _worker(shared: tuple[Any, ...], identity: tuple[Any, ...], epoch: int) -> N
             set_worker_info(info, thread=True)
         try:
             outbox.put((run, task[1], True, work(task)))
-        except BaseException as e:
+        except Exception as e:
             _note(e, f"raised in DataLoader worker thread {wid}")
             outbox.put((run, task[1], False, e))
+        except BaseException as e:  # sys.exit() in a thread must not exit the main process
+            error = WorkerError(
+                f"DataLoader worker thread {wid} stopped: {type(e).__name__}({e}) was raised "
+                "in it", worker_id=wid,
+            )
+            error.__cause__ = e
+            outbox.put((run, task[1], False, error))
+            return
         del message, task
 
 

@@ -1,0 +1,96 @@
+"""Cost per index of the lazy (Feistel) permutation against a materialised NumPy permutation.
+
+    .venv/bin/python benchmarks/permutation.py            # n = 10^7
+    .venv/bin/python benchmarks/permutation.py --n 1000000 --repeats 3
+
+A materialised permutation pays once per epoch (time and n * 8 bytes on every rank); the lazy
+one pays per index read, holds nothing, and can start anywhere in the epoch at once. Rows:
+
+- ``np.random.permutation`` / ``Generator.permutation``: build the whole epoch's order.
+- ``materialised, read per batch``: the build plus slicing it batch by batch (what the loader does).
+- ``lazy, whole epoch in chunks of C``: ``LazyPermutation.slice`` over the epoch, C at a time.
+- ``lazy, first batch``: time to the first batch (a resumed or sharded epoch starts here).
+
+Memory is the peak of NumPy allocations seen by ``tracemalloc`` during the row. Timings are the
+median of ``--repeats`` runs; machines are shared and noisy, so read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import numpy as np
+
+from minibatcher.samplers import LazyPermutation
+
+
+def measure(fn: Callable[[], object], repeats: int) -> tuple[float, int]:
+    """Median seconds and peak traced bytes of ``fn``."""
+    times = []
+    peak = 0
+    for _ in range(repeats):
+        tracemalloc.start()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    return statistics.median(times), peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=10**7, help="items in the epoch")
+    parser.add_argument("--batch", type=int, default=64, help="batch size for per-batch rows")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    n, batch, repeats = args.n, args.batch, args.repeats
+
+    def materialised_per_batch() -> None:
+        perm = np.random.default_rng(0).permutation(n)
+        for first in range(0, n, batch):
+            perm[first : first + batch]
+
+    def lazy_chunks(chunk: int) -> Callable[[], None]:
+        def run() -> None:
+            perm = LazyPermutation(n, 0, 0)
+            for first in range(0, n, chunk):
+                perm.slice(first, first + chunk)
+
+        return run
+
+    rows: list[tuple[str, Callable[[], object], int]] = [
+        ("np.random.permutation(n)", lambda: np.random.permutation(n), n),
+        ("Generator.permutation(n)", lambda: np.random.default_rng(0).permutation(n), n),
+        (f"materialised, read per batch of {batch}", materialised_per_batch, n),
+        ("lazy, whole epoch in chunks of 65536", lazy_chunks(65536), n),
+        (f"lazy, whole epoch per batch of {batch}", lazy_chunks(batch), n),
+        (f"lazy, first batch of {batch}", lambda: LazyPermutation(n, 0, 0).slice(0, batch), batch),
+        (
+            f"lazy, a batch at position n/2 of n=10^10",
+            lambda: LazyPermutation(10**10, 0, 0).slice(5 * 10**9, 5 * 10**9 + batch),
+            batch,
+        ),
+    ]
+    base_per_index = None
+    print(f"n = {n:,} items, batch = {batch}, median of {repeats} runs\n")
+    header = f"{'method':<44} {'total s':>9} {'ns/index':>9} {'x numpy':>8} {'peak MiB':>9}"
+    print(header)
+    print("-" * len(header))
+    for name, fn, count in rows:
+        seconds, peak = measure(fn, repeats)
+        per_index = seconds / count * 1e9
+        if base_per_index is None:
+            base_per_index = per_index
+        print(
+            f"{name:<44} {seconds:>9.4f} {per_index:>9.1f} {per_index / base_per_index:>8.2f} "
+            f"{peak / 2**20:>9.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
