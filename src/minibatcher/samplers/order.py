@@ -73,7 +73,10 @@ class RandomSampler(Sampler):
         if self.replacement:
             return ArrayOrder(rng.integers(0, self.n, size=count, dtype=np.int64))
         rounds = -(-count // self.n)
-        perm = np.concatenate([rng.permutation(self.n) for _ in range(rounds)])[:count]
+        if rounds == 1:  # the usual case: one permutation, no concatenated copy
+            perm = rng.permutation(self.n)[:count]
+        else:
+            perm = np.concatenate([rng.permutation(self.n) for _ in range(rounds)])[:count]
         return ArrayOrder(perm.astype(np.int64, copy=False))
 
     def __repr__(self) -> str:
