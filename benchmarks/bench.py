@@ -10,6 +10,7 @@ Usage::
     .venv/bin/python benchmarks/bench.py              # the full workloads (N = 1,000,000)
     .venv/bin/python benchmarks/bench.py --quick      # N = 200,000, 3 epochs: labelled QUICK
     .venv/bin/python benchmarks/bench.py --only W1,W3 --epochs 7
+    .venv/bin/python benchmarks/bench.py --rounds 3   # each cell 3 times, interleaved: median
     .venv/bin/python benchmarks/bench.py --cell W2 torch   # one cell, printed as JSON
 
 fastai and grain columns appear only where those packages are installed.
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -307,22 +309,39 @@ def run_cell(workload: Workload, competitor: str, config: Config) -> float | str
 
 
 def run_all(
-    workloads: Sequence[Workload], config: Config, progress: bool = True
+    workloads: Sequence[Workload], config: Config, rounds: int = 1, progress: bool = True
 ) -> dict[tuple[str, str], float | str]:
-    """Every available cell of every workload, each in its own subprocess."""
+    """Every available cell of every workload, each in its own subprocess.
+
+    With ``rounds > 1`` the cells of a workload run in turn, round after round (the order
+    reversed every other round), and each cell reports its median over the rounds: on a shared,
+    noisy machine the competitors then see the same load, and the ratios hold.
+    """
     results: dict[tuple[str, str], float | str] = {}
     for w in workloads:
-        for cell in w.cells:
-            if not cell.available():
-                continue
-            if progress:
-                print(f"running {w.id} {cell.competitor} ...", file=sys.stderr, flush=True)
-            results[(w.id, cell.competitor)] = run_cell(w, cell.competitor, config)
+        cells = [cell for cell in w.cells if cell.available()]
+        values: dict[str, list[float]] = {cell.competitor: [] for cell in cells}
+        for r in range(rounds):
+            for cell in cells if r % 2 == 0 else cells[::-1]:
+                if progress:
+                    print(f"running {w.id} {cell.competitor} (round {r + 1}/{rounds}) ...",
+                          file=sys.stderr, flush=True)
+                value = run_cell(w, cell.competitor, config)
+                if isinstance(value, str):
+                    results[(w.id, cell.competitor)] = value
+                else:
+                    values[cell.competitor].append(value)
+        for name, measured in values.items():
+            if measured and (w.id, name) not in results:
+                results[(w.id, name)] = statistics.median(measured)
     return results
 
 
 def report(
-    workloads: Sequence[Workload], results: dict[tuple[str, str], float | str], config: Config
+    workloads: Sequence[Workload],
+    results: dict[tuple[str, str], float | str],
+    config: Config,
+    rounds: int = 1,
 ) -> str:
     """The whole report: header, results table, targets table, import memory."""
     import numpy
@@ -330,7 +349,8 @@ def report(
     mode = "QUICK (N = 200,000; not comparable to full runs)" if config.quick else "full"
     header = (
         f"minibatcher benchmark, {mode}: warm-up {config.warmup} epoch, median of "
-        f"{config.epochs} epochs, each cell in a fresh process. "
+        f"{config.epochs} epochs, each cell in a fresh process"
+        f"{f', median of {rounds} interleaved rounds' if rounds > 1 else ''}. "
         f"Python {platform.python_version()}, "
         f"NumPy {numpy.__version__}, {os.cpu_count()} CPUs."
     )
@@ -350,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller N (200,000), 3 epochs")
     parser.add_argument(
         "--epochs", type=int, default=None, help="timed epochs (default 5; 3 with --quick)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="run every cell this many times, interleaved; report the median (noisy machines)",
     )
     parser.add_argument("--only", default=None, help="comma-separated workload ids, e.g. W1,W3")
     parser.add_argument("--cell", nargs=2, metavar=("WORKLOAD", "COMPETITOR"),
@@ -373,8 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             known = [w.id for w in workloads]
             parser.error(f"unknown workload(s) {sorted(unknown)}; known: {known}")
         workloads = tuple(w for w in workloads if w.id in wanted)
-    results = run_all(workloads, config)
-    print(report(workloads, results, config))
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    results = run_all(workloads, config, rounds=args.rounds)
+    print(report(workloads, results, config, rounds=args.rounds))
     return 0
 
 
