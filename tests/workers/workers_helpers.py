@@ -52,14 +52,14 @@ class Faulty:
             if self.how == "sysexit":
                 sys.exit(4)
             if self.how == "sleep":
-                time.sleep(30)
+                time.sleep(3)
         return i
 
 
 class Images:
-    """Item i: a (3, 32, 32) uint8 image filled with i % 256 (12 KiB; batches go by shm)."""
+    """Item i: a (3, 64, 64) uint8 image filled with i % 256 (12 KiB; batches go by shm)."""
 
-    def __init__(self, n: int, shape: tuple[int, ...] = (3, 32, 32)) -> None:
+    def __init__(self, n: int, shape: tuple[int, ...] = (3, 64, 64)) -> None:
         self.n, self.shape = n, shape
 
     def __len__(self) -> int:

@@ -312,8 +312,7 @@ class ProcessExecutor:
             self._raise_dead(wid)
         run, mid, status, used, needed, per_batch = _HEADER.unpack_from(data)
         slot = self._pending.pop((run, mid), None)
-        if needed:
-            self._pool.note_need(needed)
+        self._pool.note_need(needed)
         body = io.BytesIO(data)
         body.seek(_HEADER.size)
         if status == _INIT_ERROR:

@@ -50,6 +50,9 @@ MIN_SHARED_BYTES = 16 * 1024
 """Arrays of at least this many bytes travel through shared memory; smaller ones are pickled."""
 ALIGN = 64
 QUANTUM = 64 * 1024
+INITIAL_SLOT_BYTES = 1 << 20
+"""The size of the first slots, before any batch has said how much it needs."""
+IDLE_MESSAGES = 8
 WORKER_MAPPINGS = 64
 """Segments a worker keeps mapped (least recently used ones are unmapped first)."""
 
@@ -161,13 +164,25 @@ class SegmentPool:
         self._free: list[Segment] = []
         self._returned: collections.deque[Segment] = collections.deque()  # from finalizers
         self._all: dict[str, Segment] = {}
-        self.need = 0
+        self.need = INITIAL_SLOT_BYTES
         """Bytes a slot must hold (the most any batch needed so far); 0: no slot needed."""
+        self._idle = 0
         self.closed = False
         self.disabled = not os.path.isdir(SHM_DIR)
 
     def note_need(self, nbytes: int) -> None:
-        """A worker reported that a batch needed ``nbytes`` of shared memory."""
+        """A worker reported that a message needed ``nbytes`` of shared memory (0: none).
+
+        Slots start at :data:`INITIAL_SLOT_BYTES` and grow to fit the biggest batch seen; after
+        :data:`IDLE_MESSAGES` messages in a row that needed none, tasks stop carrying slots
+        (tiny batches then cost no shared memory at all) until one needs it again.
+        """
+        if nbytes == 0:
+            self._idle += 1
+            if self._idle >= IDLE_MESSAGES:
+                self.need = 0
+            return
+        self._idle = 0
         if nbytes > self.need:
             self.need = -(-(nbytes + nbytes // 16) // QUANTUM) * QUANTUM
 

@@ -107,7 +107,7 @@ class ThreadExecutor:
                 try:
                     got_run, seq, ok, value = outbox.get(timeout=self.timeout)
                 except queue.Empty:
-                    self.close()
+                    self.close(wait=False)  # a stuck thread cannot be interrupted
                     raise TimeoutError(
                         f"no batch from the DataLoader's worker threads within "
                         f"timeout={self.timeout} s"
@@ -133,13 +133,15 @@ class ThreadExecutor:
             if self.closed or self._run_id != run:
                 raise RuntimeError("this iteration was superseded by a newer one or closed")
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         """Stop the threads (after their current batch) and join them; idempotent."""
         if self.closed:
             return
         self.closed = True
         for _ in self._threads:
             self._inbox.put(_STOP)
+        if not wait:
+            return
         deadline = time.monotonic() + WORKER_JOIN_TIMEOUT_S
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,118 @@
+"""num_workers="auto": measured choices that never change what is delivered."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from minibatcher import DataLoader
+from minibatcher.autotune import Candidate, candidates, choose
+
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class CpuBound:
+    """Items that cost ~1 ms of pure-Python CPU each (holding the GIL): only processes help."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        x = 0
+        for k in range(20_000):
+            x = (x + k * i) % 1_000_003
+        return x
+
+
+class FakeExecutor:
+    """Runs tasks inline, sleeping ``per_task`` each after ``startup``; or fails to start."""
+
+    def __init__(self, per_task: float, startup: float = 0.0, fail: bool = False) -> None:
+        if fail:
+            raise RuntimeError("cannot start")
+        time.sleep(startup)
+        self.per_task = per_task
+
+    def run(self, tasks: Iterator[Any]) -> Iterator[tuple[int, Any]]:
+        for task in tasks:
+            time.sleep(self.per_task)
+            yield task[1], task
+
+    def close(self) -> None:
+        pass
+
+
+def test_candidates() -> None:
+    """Inline first, then threads and processes with 2 and with all CPUs."""
+    assert candidates(1) == [Candidate(0)]
+    assert candidates(2) == [Candidate(0), Candidate(2, "thread"), Candidate(2, "process")]
+    assert [c.num_workers for c in candidates(8)] == [0, 2, 8, 2, 8]
+
+
+def test_choose_the_fastest_and_skip_failures() -> None:
+    """The fastest candidate wins; one that cannot start is reported, not chosen."""
+    speeds = {0: 0.004, 2: 0.001, 3: 0.0}
+    pool = [Candidate(0), Candidate(2, "thread"), Candidate(3, "process")]
+
+    def make(c: Candidate) -> FakeExecutor:
+        return FakeExecutor(speeds[c.num_workers], fail=c.num_workers == 3)
+
+    tasks = ((0, seq, None, None) for seq in range(100))
+    choice = choose(make, tasks, epoch_batches=100, persistent=False, options=pool)
+    assert choice.candidate == Candidate(2, "thread")
+    assert [t.candidate for t in choice.trials] == pool
+    assert choice.trials[2].error == "RuntimeError: cannot start"
+    assert "chose num_workers=2 (threads)" in str(choice)
+
+
+def test_start_up_counts_unless_workers_persist() -> None:
+    """A slow start-up loses on a short epoch, but not when workers persist across epochs."""
+    pool = [Candidate(0), Candidate(2, "process")]
+
+    def make(c: Candidate) -> FakeExecutor:
+        return FakeExecutor(0.002, 0.0) if c.num_workers == 0 else FakeExecutor(0.0005, 0.3)
+
+    def tasks() -> Iterator[Any]:
+        return ((0, seq, None, None) for seq in range(20))
+
+    short = choose(make, tasks(), epoch_batches=20, persistent=False, options=pool)
+    assert short.candidate == Candidate(0)
+    kept = choose(make, tasks(), epoch_batches=20, persistent=True, options=pool)
+    assert kept.candidate == Candidate(2, "process")
+
+
+def test_cheap_batches_stay_inline() -> None:
+    """Batches of a range cost microseconds: no workers are even started."""
+    dl = DataLoader(range(10_000), batch_size=64, num_workers="auto", shuffle=True, seed=0)
+    assert [b.tolist() for b in dl] == [b.tolist() for b in DataLoader(
+        range(10_000), batch_size=64, shuffle=True, seed=0)]
+    report = dl.stats.autotune
+    assert report is not None and "chose num_workers=0" in report and "too cheap" in report
+    assert "InlineExecutor" in dl.stats.executor
+
+
+def test_streams_are_not_measured() -> None:
+    """A generator can be read once, so auto means 0 workers, said so in the stats."""
+    dl = DataLoader((i for i in range(10)), batch_size=5, num_workers="auto")
+    assert [b.tolist() for b in dl] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert "not measured" in (dl.stats.autotune or "")
+
+
+@pytest.mark.skipif(CPUS < 2, reason="needs 2 CPUs for processes to win")
+def test_cpu_bound_data_picks_processes_and_same_batches(no_leaks: None) -> None:
+    """GIL-bound items: processes win; batches and order equal those of num_workers=0."""
+    kwargs: dict[str, Any] = {"batch_size": 8, "shuffle": True, "seed": 7}
+    auto = DataLoader(CpuBound(320), num_workers="auto", **kwargs)
+    reference = DataLoader(CpuBound(320), **kwargs)
+    for _ in range(2):
+        assert [b.tolist() for b in auto] == [b.tolist() for b in reference]
+    report = auto.stats.autotune or ""
+    assert "processes)" in report.split(";")[0], report
+    assert "ProcessExecutor" in auto.stats.executor

@@ -1,0 +1,145 @@
+"""Shared memory: array leaves arrive without a copy, slots are reused while the user lets go
+of batches and kept while the user holds them, no fd per batch, a full /dev/shm falls back."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+
+import numpy as np
+import psutil
+import pytest
+from workers_helpers import Images, TorchImages
+
+from minibatcher import DataLoader
+from minibatcher.sources.compact import CompactSequence, compact_source
+from minibatcher.sources.sequence import SequenceSource
+from minibatcher.transport import shm
+from minibatcher.transport.factory import process_work
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _mapping_of(address: int) -> str:
+    """The file mapped at ``address`` in this process ('' if anonymous)."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            low, high = (int(x, 16) for x in fields[0].split("-"))
+            if low <= address < high:
+                return fields[5] if len(fields) > 5 else ""
+    return ""
+
+
+def test_numpy_batches_are_views_of_shared_memory() -> None:
+    """A big batch built by a process worker is read in place from /dev/shm (no copy)."""
+    with DataLoader(Images(32), batch_size=8, num_workers=2) as dl:
+        for batch in dl:
+            assert shm.PREFIX in _mapping_of(batch.ctypes.data)
+            assert batch.flags.writeable
+
+
+def test_torch_batches_are_views_of_shared_memory() -> None:
+    """The same for torch tensors (collated with torch.stack into shared memory)."""
+    torch = pytest.importorskip("torch")
+    with DataLoader(TorchImages(32), batch_size=8, num_workers=2) as dl:
+        batches = list(dl)
+    for k, batch in enumerate(batches):
+        assert isinstance(batch, torch.Tensor)
+        assert shm.PREFIX in _mapping_of(batch.data_ptr())
+        assert batch[:, 0, 0, 0].tolist() == list(range(8 * k, 8 * k + 8))
+    del batches
+
+
+def test_slots_are_reused_and_kept_while_held() -> None:
+    """Slots return to the pool when a batch is dropped; a held batch keeps its slot."""
+    pid = os.getpid()
+    with DataLoader(Images(400), batch_size=4, num_workers=2, persistent_workers=True) as dl:
+        held = list(dl)
+        while_held = len(shm.our_segments(pid))
+        assert while_held >= len(held) - 1  # one slot per held batch (a few batches pickled)
+        del held
+        most = 0
+        for _ in dl:
+            most = max(most, len(shm.our_segments(pid)))
+        assert most <= while_held  # no new segment: the dropped batches' slots were reused
+
+
+def test_no_file_descriptor_per_batch() -> None:
+    """10,000 batches through shared memory: open fds and segments stay flat."""
+    me = psutil.Process()
+    before = me.num_fds()
+    with DataLoader(Images(10_000, (shm.MIN_SHARED_BYTES,)), batch_size=1, num_workers=2) as dl:
+        most_fds = most_segments = 0
+        for i, batch in enumerate(dl):
+            if i % 500 == 0:
+                most_fds = max(most_fds, me.num_fds())
+                most_segments = max(most_segments, len(shm.our_segments(os.getpid())))
+            assert batch.nbytes == shm.MIN_SHARED_BYTES
+    assert most_fds - before < 32
+    assert most_segments <= 12
+
+
+def test_full_dev_shm_falls_back_to_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC when reserving a segment: a warning that says what to do; batches still right."""
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.warns(RuntimeWarning, match="shm-size"):
+        with DataLoader(Images(40), batch_size=4, num_workers=2) as dl:
+            got = [b[:, 0, 0, 0].tolist() for b in dl]
+    assert got == [list(range(i, i + 4)) for i in range(0, 40, 4)]
+
+
+def test_segments_of_dead_processes_are_swept() -> None:
+    """A segment named after a main process that no longer exists is unlinked at start-up."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    path = os.path.join(shm.SHM_DIR, f"{shm.PREFIX}{dead.pid}-abcdef-1")
+    with open(path, "wb") as f:
+        f.write(b"x")
+    list(DataLoader(Images(8), batch_size=4, num_workers=1))
+    assert not os.path.exists(path)
+
+
+def test_compact_sequence_round_trips() -> None:
+    """A compact copy of a list gives equal items, by index, batch and after pickling."""
+    import pickle
+
+    items = [{"id": i, "name": f"n{i}", "v": [i, i + 1]} for i in range(100)]
+    compact = CompactSequence(items)
+    assert len(compact) == 100
+    assert compact[7] == items[7] and compact[-1] == items[-1]
+    assert compact.__getitems__([3, 1, 99]) == [items[3], items[1], items[99]]
+    assert pickle.loads(pickle.dumps(compact))[42] == items[42]
+    with pytest.raises(IndexError):
+        compact[100]
+
+
+def test_large_lists_are_compacted_for_process_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain list at least COMPACT_MIN_ITEMS long is read from compact storage by process
+    workers, with the same batches as num_workers=0; unpicklable items keep the list."""
+    from minibatcher.sources import compact as compact_module
+
+    monkeypatch.setattr(compact_module, "COMPACT_MIN_ITEMS", 50)
+    data = [{"i": i, "s": str(i)} for i in range(120)]
+    source = compact_source(SequenceSource(data))
+    assert source is not None and isinstance(source.data, CompactSequence)
+    assert compact_source(SequenceSource([lambda: 0] * 60)) is None
+    assert compact_source(SequenceSource(data[:10])) is None
+    dl = DataLoader(data, batch_size=7, shuffle=True, seed=4, num_workers=2)
+    assert isinstance(process_work(dl.work).source.data, CompactSequence)
+    expected = [(b["i"].tolist(), b["s"]) for b in DataLoader(data, batch_size=7, shuffle=True,
+                                                               seed=4)]
+    assert [(b["i"].tolist(), b["s"]) for b in dl] == expected
+
+
+def test_small_arrays_travel_pickled_and_writable() -> None:
+    """Arrays under MIN_SHARED_BYTES come by pipe (cheaper), still writable."""
+    data = np.arange(300, dtype=np.int64).reshape(100, 3)
+    with DataLoader(data, batch_size=10, num_workers=2) as dl:
+        for k, batch in enumerate(dl):
+            assert batch.flags.writeable
+            assert (batch == data[10 * k : 10 * k + 10]).all()
