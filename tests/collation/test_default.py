@@ -57,6 +57,21 @@ def test_numpy_scalars_keep_their_dtype(dtype: type) -> None:
     assert out.shape == (2,)
 
 
+def test_numpy_string_scalars_keep_their_full_width() -> None:
+    out = collate([np.str_("ab"), np.str_("abcdef")])
+    assert out.tolist() == ["ab", "abcdef"]
+    data = np.array(["ab", "abcdef", "x"])
+    (batch,) = list(DataLoader(data, batch_size=3, transform=lambda s: s))
+    assert batch.tolist() == ["ab", "abcdef", "x"]
+
+
+def test_mixed_numpy_number_types_promote() -> None:
+    assert collate([np.int8(1), np.int64(300)]).tolist() == [1, 300]
+    wide = collate([np.float32(1), np.float64(2.5)])
+    assert wide.dtype == np.float64
+    assert wide.tolist() == [1.0, 2.5]
+
+
 def test_numpy_arrays_of_one_shape_are_stacked_keeping_dtype() -> None:
     items = [np.full((2, 3), i, dtype=np.float16) for i in range(4)]
     out = collate(items)

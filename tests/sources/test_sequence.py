@@ -62,6 +62,22 @@ def test_range_shuffled_holds_each_value_once() -> None:
     assert values != list(range(100, 0, -3))
 
 
+def test_range_batches_can_be_modified_without_changing_later_epochs() -> None:
+    from minibatcher.samplers import SubsetSampler
+
+    dl = DataLoader(range(10), batch_size=2, sampler=SubsetSampler([4, 2, 7]))
+    for batch in dl:
+        batch[:] = -1  # the batch is the user's own
+    assert [b.tolist() for b in dl] == [[4, 2], [7]]
+    shuffled = DataLoader(range(10), batch_size=3, shuffle=True, seed=0)
+    first = list(shuffled)
+    expected = [b.tolist() for b in first]
+    for batch in first:
+        batch += 100
+    shuffled.set_epoch(0)
+    assert [b.tolist() for b in shuffled] == expected
+
+
 def test_empty_range_gives_no_batches() -> None:
     assert batches(range(0), batch_size=4) == []
     assert len(DataLoader(range(0), batch_size=4)) == 0

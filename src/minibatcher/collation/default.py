@@ -151,11 +151,19 @@ class Collator:
         return self._python_numbers(items, path, "f", "float")
 
     def _numpy_scalars(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
-        try:
-            return np.array(items, dtype=items[0].dtype)
-        except (TypeError, ValueError) as e:
+        # One scalar type: its dtype is kept (and strings get the width of the longest, which
+        # the first item's dtype would truncate). Mixed NumPy numbers promote as NumPy does.
+        numeric = (np.number, np.bool_)
+        if len(set(map(type, items))) > 1 and not all(isinstance(x, numeric) for x in items):
             raise CollateError(
-                f"cannot collate {format_path(path)}: NumPy scalars mixed with {_types(items)}"
+                f"cannot collate {format_path(path)}: NumPy scalars mixed with {_types(items)}; "
+                "make them one type or pass a collate_fn"
+            )
+        try:
+            return np.array(items)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise CollateError(
+                f"cannot collate {format_path(path)}: NumPy scalars of types {_types(items)}"
             ) from e
 
     def _arrays(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:

@@ -66,7 +66,8 @@ class RangeSource(IndexedSource):
         else:
             values = indices * self._step + self._start
         if allocate is None:
-            return values
+            # The batch is the user's to modify: never a view of the order (or of a sampler's).
+            return values.copy() if values is indices else values
         out = allocate(values.shape, values.dtype)
         out[...] = values
         return out
