@@ -31,7 +31,7 @@ from typing import Any
 from .transport import Executor
 
 TRIAL_BATCHES = 12
-"""Batches measured per candidate (plus one for start-up)."""
+"""Batches measured per candidate (plus one per worker: see :func:`measure`)."""
 TRIAL_BUDGET_S = 0.5
 """Inline batches slower than this make the trials use fewer batches (at least 3)."""
 CHEAP_BATCH_S = 200e-6
@@ -64,18 +64,19 @@ class Trial:
 
     candidate: Candidate
     batches: int
+    """Batches the steady-state rate was measured on."""
     startup_s: float
     """Seconds to the first batch (building the executor and starting its workers)."""
     seconds: float
-    """Seconds for the batches after the first."""
+    """Seconds for those batches."""
     error: str | None = None
 
     @property
     def batches_per_s(self) -> float:
-        """Steady-state rate (after the first batch); 0 for a failed trial."""
+        """Steady-state rate; 0 for a failed trial."""
         if self.error is not None or self.seconds <= 0:
             return 0.0
-        return (self.batches - 1) / self.seconds
+        return self.batches / self.seconds
 
     def epoch_estimate(self, epoch_batches: int, startup_each_epoch: bool) -> float:
         """Estimated seconds per epoch of ``epoch_batches`` with this candidate."""
@@ -120,22 +121,25 @@ def _usable_cpus() -> Sequence[int]:
 
 def measure(make: Callable[[Candidate], Executor], candidate: Candidate,
             tasks: Sequence[Any]) -> Trial:
-    """Run ``tasks`` on a fresh executor for ``candidate``; time the first and the rest."""
+    """Run ``tasks`` on a fresh executor for ``candidate``: start-up and steady-state rate.
+
+    The rate is timed from the moment every worker has delivered its first batch: until then
+    the workers ran in parallel with the wait for the first one, and counting those batches as
+    fast would flatter workers (threads that share the GIL most of all).
+    """
     clock = time.perf_counter
     start = clock()
     executor: Executor | None = None
     try:
         executor = make(candidate)
-        results = iter(executor.run(iter(tasks)))
-        next(results)
-        first = clock()
-        count = 1 + sum(1 for _ in results)
-        return Trial(candidate, count, first - start, clock() - first)
+        stamps = [clock() for _ in executor.run(iter(tasks))]
     except Exception as e:  # a candidate that cannot run (unpicklable data...) is skipped
         return Trial(candidate, 0, clock() - start, 0.0, error=f"{type(e).__name__}: {e}")
     finally:
         if executor is not None:
             executor.close()
+    skip = min(max(1, candidate.num_workers), len(stamps) - 1)
+    return Trial(candidate, len(stamps) - skip, stamps[0] - start, stamps[-1] - stamps[skip - 1])
 
 
 def choose(
@@ -152,7 +156,7 @@ def choose(
     workers pay their start-up once.
     """
     pool = list(options if options is not None else candidates())
-    trial_tasks = list(itertools.islice(tasks, TRIAL_BATCHES + 1))
+    trial_tasks = list(itertools.islice(tasks, TRIAL_BATCHES + max(c.num_workers for c in pool)))
     if len(trial_tasks) < 2:
         return Choice(Candidate(0), (), "too few batches to measure")
     inline = measure(make, pool[0], trial_tasks)
@@ -161,7 +165,8 @@ def choose(
         return Choice(pool[0], (inline,),
                       f"batches take {per_batch * 1e6:.0f} us inline: too cheap to send to workers")
     if per_batch * len(trial_tasks) > TRIAL_BUDGET_S:
-        trial_tasks = trial_tasks[: max(4, int(TRIAL_BUDGET_S / per_batch))]
+        least = 3 + max(c.num_workers for c in pool)
+        trial_tasks = trial_tasks[: max(least, int(TRIAL_BUDGET_S / per_batch))]
     trials = [inline, *(measure(make, c, trial_tasks) for c in pool[1:])]
     for _ in range(ROUNDS - 1):
         for i, c in enumerate(pool):

@@ -89,7 +89,8 @@ def test_persistent_workers_serve_three_epochs() -> None:
             pids.append({c.pid for c in psutil.Process().children()})
     assert got == expected
     assert expected[0] != expected[1]
-    assert pids[0] == pids[1] == pids[2] and len(pids[0]) >= 2
+    assert pids[0] == pids[1] == pids[2]
+    assert len(pids[0]) >= 2
 
 
 def test_persistent_workers_recover_after_an_early_break() -> None:
@@ -136,7 +137,8 @@ def test_worker_info_and_per_worker_seeds(worker_type: str) -> None:
                     worker_type=worker_type) as dl:
         rows = [row for b in dl for row in zip(*(as_list(c) for c in b), strict=True)]
     ids = {r[1] for r in rows}
-    assert ids <= {0, 1} and {r[2] for r in rows} == {2}
+    assert ids <= {0, 1}
+    assert {r[2] for r in rows} == {2}
     seeds = {r[1]: r[3] for r in rows}
     if len(seeds) == 2:
         assert seeds[0] != seeds[1]
@@ -152,7 +154,8 @@ def test_worker_seeds_change_with_the_epoch() -> None:
                     persistent_workers=True) as dl:
         first = as_list(next(iter(dl)))
         second = as_list(next(iter(dl)))
-    assert first[3] != second[3] and first[4] != second[4]
+    assert first[3] != second[3]
+    assert first[4] != second[4]
 
 
 def test_worker_init_fn_runs_in_each_worker() -> None:

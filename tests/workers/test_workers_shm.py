@@ -87,9 +87,9 @@ def test_full_dev_shm_falls_back_to_pipes(monkeypatch: pytest.MonkeyPatch) -> No
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full)
+    dl = DataLoader(Images(40), batch_size=4, num_workers=2)
     with pytest.warns(RuntimeWarning, match="shm-size"):
-        with DataLoader(Images(40), batch_size=4, num_workers=2) as dl:
-            got = [b[:, 0, 0, 0].tolist() for b in dl]
+        got = [b[:, 0, 0, 0].tolist() for b in dl]
     assert got == [list(range(i, i + 4)) for i in range(0, 40, 4)]
 
 
@@ -111,7 +111,8 @@ def test_compact_sequence_round_trips() -> None:
     items = [{"id": i, "name": f"n{i}", "v": [i, i + 1]} for i in range(100)]
     compact = CompactSequence(items)
     assert len(compact) == 100
-    assert compact[7] == items[7] and compact[-1] == items[-1]
+    assert compact[7] == items[7]
+    assert compact[-1] == items[-1]
     assert compact.__getitems__([3, 1, 99]) == [items[3], items[1], items[99]]
     assert pickle.loads(pickle.dumps(compact))[42] == items[42]
     with pytest.raises(IndexError):
@@ -126,7 +127,8 @@ def test_large_lists_are_compacted_for_process_workers(monkeypatch: pytest.Monke
     monkeypatch.setattr(compact_module, "COMPACT_MIN_ITEMS", 50)
     data = [{"i": i, "s": str(i)} for i in range(120)]
     source = compact_source(SequenceSource(data))
-    assert source is not None and isinstance(source.data, CompactSequence)
+    assert source is not None
+    assert isinstance(source.data, CompactSequence)
     assert compact_source(SequenceSource([lambda: 0] * 60)) is None
     assert compact_source(SequenceSource(data[:10])) is None
     dl = DataLoader(data, batch_size=7, shuffle=True, seed=4, num_workers=2)

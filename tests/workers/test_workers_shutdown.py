@@ -62,8 +62,12 @@ def test_garbage_collected_cycle() -> None:
 def test_exception_in_the_training_loop() -> None:
     """An exception raised by the user's loop body stops the workers."""
     with pytest.raises(ZeroDivisionError):
-        for _ in DataLoader(Images(200), batch_size=4, num_workers=2):
-            1 / 0  # noqa: B018
+        _train(DataLoader(Images(200), batch_size=4, num_workers=2))
+
+
+def _train(loader: DataLoader[object]) -> None:
+    for _ in loader:
+        1 / 0  # noqa: B018
 
 
 def test_keyboard_interrupt_while_waiting_for_a_worker() -> None:
@@ -130,7 +134,8 @@ def test_program_end_reaps_persistent_workers_and_segments() -> None:
     with proc:
         pids = [int(p) for p in proc.stdout.readline().split()]  # type: ignore[union-attr]
         assert proc.wait(30) == 0
-    assert pids and _gone(pids)
+    assert pids
+    assert _gone(pids)
     assert our_segments(proc.pid) == []
 
 

@@ -40,7 +40,7 @@ class CompactSequence:
         self.offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.offsets[1:])
         self.buffer = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-        self._view = memoryview(self.buffer)
+        self._view = memoryview(self.buffer)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -60,7 +60,7 @@ class CompactSequence:
         starts = self.offsets[positions].tolist()
         stops = self.offsets[positions + 1].tolist()
         view, loads = self._view, pickle.loads
-        return [loads(view[a:b]) for a, b in zip(starts, stops)]
+        return [loads(view[a:b]) for a, b in zip(starts, stops, strict=True)]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"offsets": self.offsets, "buffer": self.buffer}
@@ -68,7 +68,7 @@ class CompactSequence:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.offsets = state["offsets"]
         self.buffer = state["buffer"]
-        self._view = memoryview(self.buffer)
+        self._view = memoryview(self.buffer)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"CompactSequence(len={len(self)}, bytes={self.buffer.nbytes})"
@@ -76,7 +76,7 @@ class CompactSequence:
 
 def compact_source(source: IndexedSource) -> IndexedSource | None:
     """A compact copy of ``source`` if it is a large plain list or tuple of picklable items."""
-    data = getattr(source, "data", None)
+    data: Any = getattr(source, "data", None)
     if type(source) is not SequenceSource or type(data) not in (list, tuple):
         return None
     if len(data) < COMPACT_MIN_ITEMS:

@@ -14,6 +14,7 @@ spawn and forkserver the work must be picklable, and a clear error says so when 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import multiprocessing
 import sys
@@ -55,10 +56,8 @@ def process_work(work: Any) -> Any:
         result = copy.copy(work)
         result.source = compact
         result.__setstate__(result.__getstate__())  # recompute derived fields (fast path)
-    try:
+    with contextlib.suppress(TypeError):  # not weakly referenceable: not cached
         _compacted[work] = result
-    except TypeError:
-        pass
     return result
 
 

@@ -44,7 +44,9 @@ class RemoteError:
         self.type_name = f"{type(error).__module__}.{type(error).__qualname__}"
         self.message = str(error)
         self.notes = [str(n) for n in getattr(error, "__notes__", ())]
-        self.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.traceback = "".join(
+            traceback.format_exception(type(error), error, error.__traceback__)
+        )
         try:
             self.pickled: bytes | None = pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
@@ -66,7 +68,7 @@ class RemoteError:
             if note not in getattr(error, "__notes__", ()):
                 add_note(note)
         else:  # Python 3.10: keep the notes as an attribute; the cause's text shows them
-            error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+            setattr(error, "__notes__", [*getattr(error, "__notes__", []), note])  # noqa: B010
         return error
 
     def _unpickle(self) -> BaseException | None:
@@ -88,7 +90,7 @@ class RemoteError:
         except Exception:
             return None
         if self.notes:
-            error.__notes__ = list(self.notes)  # type: ignore[attr-defined]
+            setattr(error, "__notes__", list(self.notes))  # noqa: B010
         return error
 
     def __repr__(self) -> str:
@@ -102,4 +104,4 @@ def capture(error: BaseException, worker_id: int, where: str) -> RemoteError:
 
 def reraise(remote: Any) -> BaseException:
     """The exception to ``raise`` for a received :class:`RemoteError`."""
-    return remote.rebuild()  # type: ignore[no-any-return]
+    return remote.rebuild()

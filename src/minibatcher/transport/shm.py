@@ -361,7 +361,7 @@ class ResultPickler(pickle.Pickler):
                 return described
         if not (array.flags.c_contiguous and array.flags.writeable):
             array = array.copy()
-        return (kind + "b", dtype.str, array.shape, pickle.PickleBuffer(array))
+        return (kind + "b", dtype.str, array.shape, pickle.PickleBuffer(array))  # type: ignore[arg-type]
 
 
 def _strided() -> Any:

@@ -18,6 +18,7 @@ NOTE [ Shutdown ] in ``processes.py`` for the process side.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -147,10 +148,8 @@ class ThreadExecutor:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return (
@@ -162,7 +161,8 @@ class ThreadExecutor:
 def _worker(shared: tuple[Any, ...], identity: tuple[Any, ...], epoch: int) -> None:
     inbox, outbox, work, init_fn = shared
     wid, num_workers, seed, dataset = identity
-    set_worker_info(WorkerInfo(wid, num_workers, worker_seed(seed, epoch, wid), dataset), thread=True)
+    info = WorkerInfo(wid, num_workers, worker_seed(seed, epoch, wid), dataset)
+    set_worker_info(info, thread=True)
     if init_fn is not None:
         try:
             init_fn(wid)
