@@ -94,7 +94,9 @@ def test_cheap_batches_stay_inline() -> None:
     assert [b.tolist() for b in dl] == [b.tolist() for b in DataLoader(
         range(10_000), batch_size=64, shuffle=True, seed=0)]
     report = dl.stats.autotune
-    assert report is not None and "chose num_workers=0" in report and "too cheap" in report
+    assert report is not None
+    assert "chose num_workers=0" in report
+    assert "too cheap" in report
     assert "InlineExecutor" in dl.stats.executor
 
 
@@ -113,7 +115,8 @@ def test_auto_never_changes_the_batches(no_leaks: None) -> None:
     for _ in range(2):
         assert [b.tolist() for b in auto] == [b.tolist() for b in reference]
     report = auto.stats.autotune or ""
-    assert report.startswith("chose num_workers=") and "processes" in report, report
+    assert report.startswith("chose num_workers="), report
+    assert "processes" in report, report
 
 
 def _busy() -> bool:

@@ -9,23 +9,26 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from minibatcher import demo  # noqa: E402
+from minibatcher import demo
 
 
 @pytest.fixture(scope="module")
 def results() -> list[demo.RunResult]:
     """A tiny setting: 3 epochs, batch sizes 32 and the whole training set."""
-    return demo.run_demo((32, None), epochs=3, hidden=32, seed=0, progress=False, log=lambda _: None)
+    return demo.run_demo((32, None), epochs=3, hidden=32, seed=0, progress=False,
+                         log=lambda _: None)
 
 
 def test_runs_and_table_shape(results: list[demo.RunResult]) -> None:
     """One result per batch size; the table has a header, a rule and a row each."""
     assert [r.batch_size for r in results] == [32, 1437]
     assert [len(r.train_loss) for r in results] == [3, 3]
-    assert results[0].steps == 3 * -(-1437 // 32) and results[1].steps == 3
+    assert results[0].steps == 3 * -(-1437 // 32)
+    assert results[1].steps == 3
     lines = demo.format_table(results).splitlines()
     assert len(lines) == 2 + len(results)
-    assert lines[0].split() == ["batch", "size", "lr", "steps", "wall", "s", "items/s", "val", "acc"]
+    header = ["batch", "size", "lr", "steps", "wall", "s", "items/s", "val", "acc"]
+    assert lines[0].split() == header
     assert all(len(row.split()) == 6 for row in lines[2:])
 
 

@@ -31,7 +31,9 @@ class SlowItems:
 def test_stats_before_any_epoch() -> None:
     """Before iterating there is nothing to report, and the verdict says so."""
     stats = DataLoader(range(10), batch_size=2).stats
-    assert stats.epoch is None and stats.batches == 0 and stats.items == 0
+    assert stats.epoch is None
+    assert stats.batches == 0
+    assert stats.items == 0
     assert "iterate" in stats.verdict
 
 
@@ -61,7 +63,8 @@ def test_slow_dataset_is_loader_bound_and_fetch_dominates() -> None:
     assert expected * 0.9 < stats.stages["fetch"] < expected * 3
     assert stats.stages["fetch"] > 10 * stats.stages["collate"]
     assert stats.waiting > 10 * stats.between
-    assert stats.loader_share is not None and stats.loader_share > 0.9
+    assert stats.loader_share is not None
+    assert stats.loader_share > 0.9
     assert stats.verdict.startswith("loader-bound")
     assert "num_workers" in stats.verdict
     assert "verdict: loader-bound" in str(stats)
@@ -96,7 +99,8 @@ def test_totals_over_epochs() -> None:
     list(dl)
     list(dl)
     stats = dl.stats
-    assert stats.epoch == 1 and stats.items == 50
+    assert stats.epoch == 1
+    assert stats.items == 50
     assert (stats.total_batches, stats.total_items) == (6, 100)
 
 

@@ -18,7 +18,8 @@ def test_bar_per_epoch_same_batches(capsys: pytest.CaptureFixture[str]) -> None:
     for _ in range(2):
         assert [b.tolist() for b in barred] == [b.tolist() for b in plain]
     err = capsys.readouterr().err
-    assert "epoch 0" in err and "epoch 1" in err
+    assert "epoch 0" in err
+    assert "epoch 1" in err
     assert "7/7" in err
 
 

@@ -263,7 +263,8 @@ def explain(results: Sequence[RunResult]) -> str:
             f" {slowest.steps:,} steps, each paying a fixed cost (loading, Python, kernel calls) "
             f"for few items. Batch size {fastest.batch_size} is the fastest "
             f"({fastest.items_per_s:,.0f} items/s, "
-            f"{fastest.items_per_s / max(slowest.items_per_s, 1):.0f}x) with {fastest.steps:,} steps."
+            f"{fastest.items_per_s / max(slowest.items_per_s, 1):.0f}x) with "
+            f"{fastest.steps:,} steps."
         )
         if fastest.accuracy < best - 0.01:
             lines.append(
