@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import random
 import signal
@@ -48,6 +49,7 @@ class Faulty:
             if self.how == "exit":
                 os._exit(3)
             if self.how == "segv":
+                faulthandler.disable()  # pytest's handler would print every thread's stack
                 ctypes.string_at(0)
             if self.how == "sysexit":
                 sys.exit(4)

@@ -116,6 +116,7 @@ class ProcessExecutor:
         self._poll_all: Any = None
         self._fd_owner: dict[int, int] = {}
         self._result_fds: list[int] = []
+        self._stages: dict[str, float] = {}  # stage timings sent by workers, for dl.stats
         _live.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -306,6 +307,7 @@ class ProcessExecutor:
 
     def _read(self, wid: int) -> tuple[int, int, Any]:
         """One message from worker ``wid``: ``(run, message id, [(seq, ok, batch), ...])``."""
+        started = time.perf_counter()
         try:
             data = self._results[wid].recv_bytes()
         except (EOFError, OSError):
@@ -322,10 +324,21 @@ class ProcessExecutor:
             if slot is not None:
                 self._pool.release(slot)
             return run, mid, None
-        entries: list[Any] = ResultUnpickler(body, self._lease(slot, used)).load()
+        entries, timings = ResultUnpickler(body, self._lease(slot, used)).load()
+        stages = self._stages
+        if timings:
+            for key, value in timings.items():
+                stages[key] = stages.get(key, 0.0) + value
+        stages["transport"] = stages.get("transport", 0.0) + time.perf_counter() - started
+        stages["transport_samples"] = stages.get("transport_samples", 0.0) + len(entries)
         small = not used and len(data) < CHUNK_MAX_BYTES * len(entries)
         self._chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET_S / per_batch))) if small else 1
         return run, mid, entries
+
+    def stage_timings(self) -> dict[str, float]:
+        """Stage timings the workers sampled since the last call (see ``profile.py``)."""
+        taken, self._stages = self._stages, {}
+        return taken
 
     def _lease(self, slot: Segment | None, used: int) -> Any:
         if slot is None:

@@ -3,7 +3,8 @@
 In: messages on the task pipe, each ``(run, slot name, [task, ...])`` (a chunk of tasks; one
 task unless the batches are tiny). Out: one message per chunk on the result pipe: a fixed header
 (``HEADER``: run, message id, status, slot bytes used, shared-memory bytes needed, seconds of
-work per batch) then the pickled ``[(seq, ok, batch or RemoteError), ...]``. State: the epoch
+work per batch) then the pickled ``([(seq, ok, batch or RemoteError), ...], stage timings)``
+(the timings of ``BatchWork.take_timings``, or None). State: the epoch
 (to reseed when it changes) and the mapped segments. See NOTE [ Shutdown ] in ``processes.py``.
 """
 
@@ -82,6 +83,7 @@ def worker_main(
             result_w.send_bytes(out.getbuffer())
             os._exit(1)
     segments = WorkerSegments()
+    take_timings = getattr(work, "take_timings", None)  # stage timings for ``dl.stats``
     clock = time.perf_counter
     blank = bytes(HEADER.size)
     while True:
@@ -101,12 +103,15 @@ def worker_main(
         per_batch = (clock() - start) / len(tasks)
         out = io.BytesIO()
         out.write(blank)
+        timings = take_timings() if take_timings is not None else None
+        if timings is not None and not timings.get("samples"):
+            timings = None
         try:
-            ResultPickler(out, writer).dump(entries)
+            ResultPickler(out, writer).dump((entries, timings))
         except Exception:
             out.seek(HEADER.size)
             out.truncate()
-            ResultPickler(out, writer).dump(_picklable(entries, wid, where))
+            ResultPickler(out, writer).dump((_picklable(entries, wid, where), timings))
         buffer = out.getbuffer()
         HEADER.pack_into(buffer, 0, run, tasks[0][1], OK, writer.used, writer.needed, per_batch)
         result_w.send_bytes(buffer)
