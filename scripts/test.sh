@@ -13,3 +13,5 @@ PY="${PYTHON:-python3}"
 "$VENV/bin/ruff" check src tests benchmarks
 "$VENV/bin/mypy"
 "$VENV/bin/python" -m pytest "$@"
+# The documentation: --strict turns a broken reference or docstring into a failure.
+"$VENV/bin/mkdocs" build --strict --quiet --site-dir "$(mktemp -d)"

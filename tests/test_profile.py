@@ -155,6 +155,9 @@ def test_verdict_suggestions() -> None:
     assert verdict(0.01, 1.0, none, FACTS).startswith("compute-bound")
     suggestion = verdict(1.0, 0.1, none, FACTS)
     assert "num_workers=" in suggestion or "one CPU" in suggestion
+    cheap = verdict(0.001, 0.0001, none, FACTS, batches=100)  # 10 us per batch
+    assert cheap.startswith("loader-bound")
+    assert "workers would not" in cheap
     transform = LoaderFacts(num_workers=0, worker_type="process", prefetch=2, fast_path=False,
                             batched_source=True, has_transform=True)
     assert "batch_transform" in verdict(1.0, 0.1, none, transform)

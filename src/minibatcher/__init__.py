@@ -9,6 +9,7 @@ from . import samplers
 from .collation import Collator, collate, pad_collate
 from .errors import CollateError, ConfigError, MinibatcherError, StateError, WorkerError
 from .loader import DataLoader
+from .profile import LoaderStats
 from .transport.worker_info import WorkerInfo, get_worker_info
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "Collator",
     "ConfigError",
     "DataLoader",
+    "LoaderStats",
     "MinibatcherError",
     "StateError",
     "WorkerError",

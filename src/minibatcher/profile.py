@@ -46,6 +46,8 @@ from .work import STAGES
 SAMPLE_EVERY = 16
 """One batch in ``SAMPLE_EVERY`` is timed (a power of two, see NOTE [ Sampled bookkeeping ])."""
 SAMPLE_MASK = SAMPLE_EVERY - 1
+CHEAP_BATCH_S = 100e-6
+"""Batches loaded faster than this are too cheap for workers to speed up."""
 LOADER_BOUND_SHARE = 0.10
 """The consumer waiting more than this share of its time makes the loop loader-bound."""
 
@@ -239,11 +241,17 @@ class LoaderFacts:
     has_transform: bool
 
 
-def verdict(waiting: float, between: float, stages: Mapping[str, float], facts: LoaderFacts) -> str:
+def verdict(
+    waiting: float,
+    between: float,
+    stages: Mapping[str, float],
+    facts: LoaderFacts,
+    batches: int = 0,
+) -> str:
     """One line: is the training loop waiting for data, and what would help.
 
     ``waiting`` and ``between`` are the consumer's seconds blocked in ``next()`` and busy
-    between requests; ``stages`` the estimated seconds per stage.
+    between requests over ``batches`` batches; ``stages`` the estimated seconds per stage.
     """
     total = waiting + between
     if waiting <= 0 or total <= 0:
@@ -257,6 +265,12 @@ def verdict(waiting: float, between: float, stages: Mapping[str, float], facts: 
         )
         return f"compute-bound: the loop waits for data {share:.0%} of the time{tail}"
     head = f"loader-bound: the loop waits for data {share:.0%} of the time; "
+    per_batch = waiting / batches if batches else float("inf")
+    if per_batch < CHEAP_BATCH_S and facts.num_workers == 0:
+        return head + (
+            f"but a batch takes only {per_batch * 1e6:.0f} us to load: the loop does almost "
+            "nothing per batch, and workers would not make batches this cheap any faster"
+        )
     if facts.batched_source and not facts.fast_path and facts.has_transform:
         return head + (
             "the per-item transform turns off the batched fast path: move it to batch_transform"
@@ -353,7 +367,7 @@ class Profiler:
             autotune=self.autotune,
             verdict=verdict(
                 max(waiting - (rec.first_batch_s or 0.0), 0.0) if judged else 0.0,  # steady state
-                between, stages, facts,
+                between, stages, facts, batches,
             ),
             total_batches=self._done_batches + batches,
             total_items=self._done_items + items,
