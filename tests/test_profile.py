@@ -128,6 +128,19 @@ def test_transform_time_is_measured() -> None:
     assert stages["transform"] >= 0.9 * len(dl) * 8 * 0.0005
 
 
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_stage_timings_come_back_from_workers(worker_type: str, no_leaks: None) -> None:
+    """Workers time their stages too; process workers send them back with their batches."""
+    dl = DataLoader(SlowItems(8 * 2 * SAMPLE_EVERY, 0.0005), batch_size=8, num_workers=2,
+                    worker_type=worker_type)
+    assert len(list(dl)) == 2 * SAMPLE_EVERY
+    stats = dl.stats
+    assert stats.items == 8 * 2 * SAMPLE_EVERY
+    assert stats.stages["fetch"] >= 0.9 * stats.items * 0.0005
+    assert (stats.stages["transport"] > 0) == (worker_type == "process")
+    assert "Executor(num_workers=2" in stats.executor
+
+
 @pytest.mark.parametrize(
     ("batch", "expected"),
     [

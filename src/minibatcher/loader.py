@@ -323,7 +323,7 @@ class DataLoader(Generic[T]):
             progress.finished = True
         finally:
             rec.end(batch)
-            self._profiler.collect(executor, self.work)
+            self._profiler.collect(self.work, ended=True)
             if executor is not self._workers:  # persistent workers outlive the epoch
                 executor.close()
 
@@ -339,7 +339,7 @@ class DataLoader(Generic[T]):
     def stats(self) -> LoaderStats:
         """Where the latest epoch's time went: counts, stage times and a verdict (see
         :class:`~minibatcher.profile.LoaderStats`); readable during an epoch or after it."""
-        self._profiler.collect(None, self.work)
+        self._profiler.collect(self.work)
         opts = self._tuned or self.options
         facts = LoaderFacts(
             num_workers=opts.num_workers if isinstance(opts.num_workers, int) else 0,

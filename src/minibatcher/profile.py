@@ -298,6 +298,7 @@ class Profiler:
     def __init__(self) -> None:
         self.current: EpochRecorder | None = None
         self.autotune: str | None = None
+        self._executor: Any = None  # the running epoch's, to read workers' timings mid-epoch
         self._done_batches = 0
         self._done_items = 0
 
@@ -316,17 +317,23 @@ class Profiler:
             batches, items = previous.counts()
             self._done_batches += batches
             self._done_items += items
-        take = getattr(work, "take_timings", None)
-        if callable(take):
-            take()  # drop what earlier epochs (or one_batch) left
+        sources = (getattr(executor, "stage_timings", None), getattr(work, "take_timings", None))
+        for source in sources:
+            if callable(source):
+                source()  # drop what earlier epochs, one_batch or autotune trials left
+        self._executor = executor
         self.current = EpochRecorder(epoch, start, delivered, batch_size, repr(executor))
         return self.current
 
-    def collect(self, executor: Any, work: Any) -> None:
-        """Move stage timings gathered by the executor (or the shared work) into the epoch."""
+    def collect(self, work: Any, *, ended: bool = False) -> None:
+        """Move the stage timings gathered so far into the epoch: from the executor (process
+        workers send theirs) or from the work (inline and thread executors share it)."""
         rec = self.current
         if rec is None:
             return
+        executor = self._executor
+        if ended:
+            self._executor = None
         source = getattr(executor, "stage_timings", None)
         if not callable(source):
             source = getattr(work, "take_timings", None)
