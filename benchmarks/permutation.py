@@ -9,10 +9,14 @@ one pays per index read, holds nothing, and can start anywhere in the epoch at o
 - ``np.random.permutation`` / ``Generator.permutation``: build the whole epoch's order.
 - ``materialised, read per batch``: the build plus slicing it batch by batch (what the loader does).
 - ``lazy, whole epoch in chunks of C``: ``LazyPermutation.slice`` over the epoch, C at a time.
+- ``lazy, per batch, read ahead``: what the loader does: batches served from chunks of 65,536
+  (``samplers/shard.py: ReadAhead``; evaluating 64 positions per call would pay NumPy's call
+  overhead ~20 times per batch, about 100x slower).
 - ``lazy, first batch``: time to the first batch (a resumed or sharded epoch starts here).
 
-Memory is the peak of NumPy allocations seen by ``tracemalloc`` during the row. Timings are the
-median of ``--repeats`` runs; machines are shared and noisy, so read the ratios.
+Memory is the peak of NumPy allocations seen by ``tracemalloc`` in one extra run of the row
+(not timed). Timings are the median of ``--repeats`` untraced runs; machines are shared and
+noisy, so read the ratios.
 """
 
 from __future__ import annotations
@@ -26,19 +30,21 @@ from collections.abc import Callable
 import numpy as np
 
 from minibatcher.samplers import LazyPermutation
+from minibatcher.samplers.shard import ReadAhead
 
 
 def measure(fn: Callable[[], object], repeats: int) -> tuple[float, int]:
-    """Median seconds and peak traced bytes of ``fn``."""
+    """Median seconds of ``fn`` (untraced), and the peak traced bytes of one more, traced run
+    (tracing slows every allocation, so it never runs while timing)."""
     times = []
-    peak = 0
     for _ in range(repeats):
-        tracemalloc.start()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-        peak = max(peak, tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     return statistics.median(times), peak
 
 
@@ -55,11 +61,12 @@ def main() -> None:
         for first in range(0, n, batch):
             perm[first : first + batch]
 
-    def lazy_chunks(chunk: int) -> Callable[[], None]:
+    def lazy_chunks(chunk: int, read_ahead: bool = False) -> Callable[[], None]:
         def run() -> None:
             perm = LazyPermutation(n, 0, 0)
+            order = ReadAhead(perm) if read_ahead else perm
             for first in range(0, n, chunk):
-                perm.slice(first, first + chunk)
+                order.slice(first, first + chunk)
 
         return run
 
@@ -68,10 +75,10 @@ def main() -> None:
         ("Generator.permutation(n)", lambda: np.random.default_rng(0).permutation(n), n),
         (f"materialised, read per batch of {batch}", materialised_per_batch, n),
         ("lazy, whole epoch in chunks of 65536", lazy_chunks(65536), n),
-        (f"lazy, whole epoch per batch of {batch}", lazy_chunks(batch), n),
+        (f"lazy, per batch of {batch}, read ahead (loader)", lazy_chunks(batch, True), n),
         (f"lazy, first batch of {batch}", lambda: LazyPermutation(n, 0, 0).slice(0, batch), batch),
         (
-            f"lazy, a batch at position n/2 of n=10^10",
+            "lazy, a batch at position n/2 of n=10^10",
             lambda: LazyPermutation(10**10, 0, 0).slice(5 * 10**9, 5 * 10**9 + batch),
             batch,
         ),

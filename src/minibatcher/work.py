@@ -90,10 +90,19 @@ class BatchWork:
             f"output={self.output!r}, fast_path={self.fast_path})"
         )
 
+    stage_sample_every = STAGE_SAMPLE_MASK + 1
+    """An executor that calls :meth:`timed` on one task in this many and :meth:`untimed` on the
+    others saves ``__call__``'s test per batch (the inline executor does)."""
+
     def __call__(self, task: Task, allocate: Allocator | None = None) -> Any:
+        """The batch of ``task``; its stages are timed when ``seq % 16 == 0``."""
+        if not task[1] & 15:  # STAGE_SAMPLE_MASK, a constant here: the cheapest test per batch
+            return self.timed(task, allocate)
+        return self.untimed(task, allocate)
+
+    def untimed(self, task: Task, allocate: Allocator | None = None) -> Any:
+        """The batch of ``task``, with no timing at all."""
         epoch, seq, keys, items = task
-        if not seq & 15:  # STAGE_SAMPLE_MASK, a constant here: the cheapest test per batch
-            return self._timed_call(task, allocate)
         try:
             if items is None:
                 if self.fast_path:
@@ -113,8 +122,8 @@ class BatchWork:
             _add_note(e, self._describe_failure(task))
             raise
 
-    def _timed_call(self, task: Task, allocate: Allocator | None) -> Any:
-        """What ``__call__`` does, with each stage timed (run on 1 batch in 16).
+    def timed(self, task: Task, allocate: Allocator | None = None) -> Any:
+        """The batch of ``task``, with each stage timed into :meth:`take_timings` (1 in 16).
 
         The fast path fetches and collates in one vectorised call, counted as ``fetch``; output
         conversion and the batch transform count as ``transform``.

@@ -127,3 +127,23 @@ def test_thread_worker_sys_exit_does_not_exit_the_program() -> None:
                     worker_type="thread")
     with pytest.raises(WorkerError, match="SystemExit"):
         list(dl)
+
+
+def test_a_death_is_noticed_while_another_worker_is_slow() -> None:
+    """Worker 1 dies while the main process waits for worker 0's slow batch: reported at once,
+    not after the slow batch (batch 0 sleeps 3 s; batch 1, on worker 1, kills its worker)."""
+    start = time.monotonic()
+    dl = DataLoader(_SlowThenDead(), batch_size=1, num_workers=2)
+    with pytest.raises(WorkerError, match="SIGKILL"):
+        list(dl)
+    assert time.monotonic() - start < 2.5
+
+
+class _SlowThenDead(Faulty):
+    def __init__(self) -> None:
+        super().__init__(4, bad=1, how="sigkill")
+
+    def __getitem__(self, i: int) -> int:
+        if i == 0:
+            time.sleep(3)
+        return super().__getitem__(i)

@@ -154,15 +154,20 @@ class ProcessExecutor:
             self._procs.append(proc)
             self._tasks.append(task_w)
             self._results.append(result_r)
+        # Waiting for worker i watches its result pipe and *every* worker's sentinel, so a death
+        # anywhere is reported at once, even while another worker is slow.
         self._poll_all = select.poll()
+        sentinels = [proc.sentinel for proc in self._procs]
         for wid, (proc, conn) in enumerate(zip(self._procs, self._results, strict=True)):
-            poller = select.poll()
-            for fd in (conn.fileno(), proc.sentinel):
-                poller.register(fd, select.POLLIN)
-                self._poll_all.register(fd, select.POLLIN)
-                self._fd_owner[fd] = wid
-            self._polls.append(poller)
+            self._fd_owner[conn.fileno()] = self._fd_owner[proc.sentinel] = wid
             self._result_fds.append(conn.fileno())
+            for fd in (conn.fileno(), proc.sentinel):
+                self._poll_all.register(fd, select.POLLIN)
+        for conn in self._results:
+            poller = select.poll()
+            for fd in (conn.fileno(), *sentinels):
+                poller.register(fd, select.POLLIN)
+            self._polls.append(poller)
 
     def _start_error(self, error: Exception) -> WorkerError:
         how = "chosen by default" if not self._explicit else "as requested"
@@ -288,8 +293,10 @@ class ProcessExecutor:
                 self._raise_timeout([wid])
         if any(fd == self._result_fds[wid] for fd, _ in events):
             return
-        if not self._results[wid].poll(0):  # only the sentinel: the worker exited
-            self._raise_dead(wid)
+        for fd, _ in events:  # a sentinel: that worker exited (maybe after sending its last)
+            dead = self._fd_owner[fd]
+            if dead != wid or not self._results[wid].poll(0):
+                self._raise_dead(dead)
 
     def _receive_any(self, run: int) -> tuple[int, int, list[Any]]:
         """The first message of this run from any worker: ``(worker, message id, entries)``."""
