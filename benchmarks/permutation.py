@@ -76,7 +76,11 @@ def main() -> None:
         (f"materialised, read per batch of {batch}", materialised_per_batch, n),
         ("lazy, whole epoch in chunks of 65536", lazy_chunks(65536), n),
         (f"lazy, per batch of {batch}, read ahead (loader)", lazy_chunks(batch, True), n),
-        (f"lazy, first batch of {batch}", lambda: LazyPermutation(n, 0, 0).slice(0, batch), batch),
+        (
+            f"lazy, time to first batch of {batch}",
+            lambda: LazyPermutation(n, 0, 0).slice(0, batch),
+            batch,
+        ),
         (
             "lazy, a batch at position n/2 of n=10^10",
             lambda: LazyPermutation(10**10, 0, 0).slice(5 * 10**9, 5 * 10**9 + batch),
