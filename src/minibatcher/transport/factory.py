@@ -10,6 +10,18 @@ logging, an allocator, a C library) inherits that lock held forever and can dead
 threads around, forkserver forks workers from a clean single-threaded server instead (Python
 3.14 made it Linux's default for that reason). Every method works when chosen explicitly; with
 spawn and forkserver the work must be picklable, and a clear error says so when it is not.
+
+Streams (iterables without ``len()``): the main process reads the items, cuts them into batches
+and ships each batch's items inside its task; workers transform and collate them. Each item is
+therefore read exactly once, the batches and their order equal ``num_workers=0``'s (shuffle
+buffer included), and resume counts items as without workers. A source's own
+``shard(index, count)`` is deliberately not used to let each worker read its share: the order
+would then depend on the number of workers (batches interleaved by worker) and a worker that
+finishes early would leave the epoch unbalanced. The cost is that *reading* is serial (in the
+main process); transforms and collation, usually the expensive part, run in parallel.
+
+Python lists: process workers read large plain lists from compact storage
+(``sources/compact.py``), so forked workers do not copy the list on reading it.
 """
 
 from __future__ import annotations
