@@ -11,6 +11,7 @@ from .base import ArrayOrder, RangeOrder, Sampler
 from .batch import BatchSampler, EpochPlan, IterablePlan, SlicedPlan, batch_count
 from .order import RandomSampler, SequentialSampler, SubsetRandomSampler, SubsetSampler
 from .permutation import LazyPermutation
+from .shard import ShardedOrder, ShardSpec
 from .weighted import WeightedRandomSampler
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "RangeOrder",
     "Sampler",
     "SequentialSampler",
+    "ShardSpec",
+    "ShardedOrder",
     "SlicedPlan",
     "SubsetRandomSampler",
     "SubsetSampler",

@@ -164,9 +164,11 @@ class ShardedOrder:
         return coords
 
     def take(self, positions: IndexArray) -> IndexArray:
+        """The indices at this rank's ``positions``."""
         return self.base.take(self.coordinates(positions))
 
     def slice(self, start: int, stop: int) -> IndexArray:
+        """The indices at this rank's positions ``start:stop``."""
         return self.take(np.arange(start, min(stop, self.length), dtype=np.int64))
 
     def __repr__(self) -> str:
