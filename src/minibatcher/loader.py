@@ -523,6 +523,13 @@ class DataLoader(Generic[T]):
         A list of states (one per rank of an earlier job with any number of ranks) is an elastic
         resume: the items of the epoch that no old rank delivered are split over this job's
         ranks, each exactly once; later epochs follow the seed as usual.
+
+        Cost: a permutation is recomputed from the seed (no I/O). Data without ``len()`` is
+        re-read from its start and the consumed items are skipped (read, not transformed or
+        collated): resuming deep into a long stream takes as long as reading that far. A stream
+        with its own ``state_dict()``/``load_state_dict()`` (whose ``iter()`` continues from a
+        loaded state) restarts from its saved state instead, when there is no shuffle buffer and
+        no sharding. Raises :class:`~minibatcher.StateError` naming what does not match.
         """
         config = self._state_config()
         if isinstance(state, (list, tuple)):
