@@ -254,7 +254,7 @@ def verdict(
     between requests over ``batches`` batches; ``stages`` the estimated seconds per stage.
     """
     total = waiting + between
-    if waiting <= 0 or total <= 0:
+    if total <= 0:
         return f"not enough batches yet to judge (one batch in {SAMPLE_EVERY} is timed)"
     share = waiting / total
     if share < LOADER_BOUND_SHARE:
@@ -374,7 +374,7 @@ class Profiler:
             autotune=self.autotune,
             verdict=verdict(
                 max(waiting - (rec.first_batch_s or 0.0), 0.0) if judged else 0.0,  # steady state
-                between, stages, facts, batches,
+                between if judged else 0.0, stages, facts, batches,
             ),
             total_batches=self._done_batches + batches,
             total_items=self._done_items + items,

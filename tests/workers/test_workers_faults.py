@@ -147,3 +147,11 @@ class _SlowThenDead(Faulty):
         if i == 0:
             time.sleep(3)
         return super().__getitem__(i)
+
+
+def test_unpicklable_stream_items_are_a_clear_error() -> None:
+    """Stream items travel to process workers pickled: if they cannot, the error says so."""
+    items = [lambda: 0, lambda: 1]
+    dl = DataLoader(iter(items), batch_size=1, num_workers=1, collate_fn=len)
+    with pytest.raises(TypeError, match="worker_type='thread'"):
+        list(dl)

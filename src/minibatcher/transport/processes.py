@@ -238,11 +238,21 @@ class ProcessExecutor:
             slot = self._pool.acquire()
             self._pending[(run, mid)] = slot
             out = io.BytesIO()
-            ResultPickler(out).dump((run, None if slot is None else slot.name, chunk))
+            try:
+                ResultPickler(out).dump((run, None if slot is None else slot.name, chunk))
+            except Exception as e:
+                raise TypeError(
+                    f"the items of batch {mid} cannot be pickled to send them to a worker process "
+                    f"({type(e).__name__}: {e}); make the stream's items picklable or use "
+                    "worker_type='thread'"
+                ) from e
             try:
                 self._tasks[wid].send_bytes(out.getbuffer())
             except OSError:
                 self._raise_dead(wid)
+            except BaseException:  # interrupted mid-message: the pipe is unusable
+                self.close()
+                raise
             window.dispatched(mid)
             owner[mid] = wid
             load[wid] += 1
@@ -319,6 +329,9 @@ class ProcessExecutor:
             data = self._results[wid].recv_bytes()
         except (EOFError, OSError):
             self._raise_dead(wid)
+        except BaseException:  # interrupted mid-message (Ctrl-C): the pipe is unusable
+            self.close()
+            raise
         run, mid, status, used, needed, per_batch = _HEADER.unpack_from(data)
         slot = self._pending.pop((run, mid), None)
         self._pool.note_need(needed)

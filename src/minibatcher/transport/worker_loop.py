@@ -73,21 +73,28 @@ def worker_main(
         set_worker_info(WorkerInfo(wid, num_workers, base, dataset), thread=False)
 
     begin_epoch(epoch)
+    def fail(error: Exception, context: str) -> None:
+        """Report an error that ends this worker (the main process raises it), and exit."""
+        out = io.BytesIO()
+        out.write(HEADER.pack(-1, -1, INIT_ERROR, 0, 0, 0.0))
+        pickle.dump(capture(error, wid, where + context), out)
+        result_w.send_bytes(out.getbuffer())
+        os._exit(1)
+
     if init_fn is not None:
         try:
             init_fn(wid)
         except Exception as e:
-            out = io.BytesIO()
-            out.write(HEADER.pack(-1, -1, INIT_ERROR, 0, 0, 0.0))
-            pickle.dump(capture(e, wid, where + ", in worker_init_fn"), out)
-            result_w.send_bytes(out.getbuffer())
-            os._exit(1)
+            fail(e, ", in worker_init_fn")
     segments = WorkerSegments()
     take_timings = getattr(work, "take_timings", None)  # stage timings for ``dl.stats``
     clock = time.perf_counter
     blank = bytes(HEADER.size)
     while True:
-        run, slot_name, tasks = ResultUnpickler(io.BytesIO(inbox.get())).load()
+        try:
+            run, slot_name, tasks = ResultUnpickler(io.BytesIO(inbox.get())).load()
+        except Exception as e:  # e.g. a stream item whose class the worker cannot import
+            fail(e, ", while receiving a task")
         writer = SlotWriter(None if slot_name is None else segments.get(slot_name))
         entries: list[tuple[int, bool, Any]] = []
         start = clock()
