@@ -74,9 +74,9 @@ class RandomSampler(Sampler):
             return ArrayOrder(rng.integers(0, self.n, size=count, dtype=np.int64))
         rounds = -(-count // self.n)
         if rounds == 1:  # the usual case: one permutation, no concatenated copy
-            perm = rng.permutation(self.n)[:count]
+            perm = permutation(rng, self.n)[:count]
         else:
-            perm = np.concatenate([rng.permutation(self.n) for _ in range(rounds)])[:count]
+            perm = np.concatenate([permutation(rng, self.n) for _ in range(rounds)])[:count]
         return ArrayOrder(perm.astype(np.int64, copy=False))
 
     def __repr__(self) -> str:
@@ -120,7 +120,20 @@ class SubsetRandomSampler(Sampler):
 
     def order(self, seed: int, epoch: int) -> IndexOrder:
         rng = generator(seed, epoch, ORDER_STREAM)
-        return ArrayOrder(self.indices[rng.permutation(len(self.indices))])
+        return ArrayOrder(self.indices[permutation(rng, len(self.indices))])
+
+
+def permutation(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``rng.permutation(n)`` as int64: the same values, drawn about twice as fast.
+
+    NumPy's shuffle makes the same draws whatever the dtype; on int32 (where ``n`` fits) it
+    scatters over half the memory, and the random accesses are what it costs.
+    """
+    if n >= 2**31:
+        return rng.permutation(n)
+    perm = np.arange(n, dtype=np.int32)
+    rng.shuffle(perm)
+    return perm.astype(np.int64)
 
 
 def _index_space(indices: np.ndarray) -> int:
