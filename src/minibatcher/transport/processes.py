@@ -369,6 +369,13 @@ class ProcessExecutor:
         return self._pool.lease(slot, used)
 
     def _raise_dead(self, wid: int) -> NoReturn:
+        conn = self._results[wid]
+        with contextlib.suppress(EOFError, OSError):
+            while conn.poll(0):  # a worker that failed on purpose said why before exiting
+                data = conn.recv_bytes()
+                if _HEADER.unpack_from(data)[2] == _INIT_ERROR:
+                    self.close()
+                    raise reraise(pickle.loads(memoryview(data)[_HEADER.size :]))
         proc = self._procs[wid]
         proc.join(DEATH_GRACE_S)
         code = proc.exitcode
