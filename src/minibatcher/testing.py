@@ -76,39 +76,47 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
 
     # Before any iter(): the whole run.
     fresh = make_loader()
-    before = restore(fresh.state_dict())
+    state = fresh.state_dict()
+    _close(fresh)
+    before = restore(state)
     _compare("before iter()", _run_epochs(before, epochs), reference)
     stops.append("before iter()")
-    _close(fresh, before)
+    _close(before)
     boundaries = sorted(set(range(0, count + 1, every)) | {count})
     for k in boundaries:
         loader = make_loader()
         it = iter(loader)
         got = list(itertools.islice(it, k))
+        state = loader.state_dict()
+        _close(it, loader)  # the state is all a restart has: the saving loader is gone
         name = f"after {k} of {count} batches" + (" (inside the last batch)" if k == count else "")
-        resumed = restore(loader.state_dict())
+        resumed = restore(state)
         rest = [list(resumed), *_run_epochs(resumed, epochs - 1)]
+        _close(resumed)
         _compare_flat(name, got + [b for epoch in rest for b in epoch], expected_all)
         stops.append(name)
         if 0 < k < count:  # a second stop within the resumed epoch
-            first = restore(loader.state_dict())
+            first = restore(state)
             it_first = iter(first)
             one = list(itertools.islice(it_first, 1))
-            again = restore(first.state_dict())
+            state2 = first.state_dict()
+            _close(it_first, first)
+            again = restore(state2)
             tail = [list(again), *_run_epochs(again, epochs - 1)]
+            _close(again)
             name2 = f"{name}, then 1 more, stopped again"
             _compare_flat(name2, got + one + [b for e in tail for b in e], expected_all)
             stops.append(name2)
-            _close(it_first, first, again)
-        _close(it, loader, resumed)
     # After the epoch ended: the restored loader starts the next epoch.
     loader = make_loader()
     for _ in loader:
         pass
-    resumed = restore(loader.state_dict())
+    state = loader.state_dict()
+    _close(loader)
+    resumed = restore(state)
     _compare("after the epoch ended", _run_epochs(resumed, epochs - 1), reference[1:])
     stops.append("after the epoch ended")
-    _close(loader, resumed)
+    _close(resumed)
     return ResumeReport(count, tuple(stops), sizes[0])
 
 

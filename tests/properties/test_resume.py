@@ -23,7 +23,7 @@ from minibatcher.samplers import (
 )
 from minibatcher.testing import check_resume
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class MapDataset:
