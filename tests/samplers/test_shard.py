@@ -327,3 +327,21 @@ def test_views_print_compactly() -> None:
     view = ShardedOrder(RangeOrder(10), ShardSpec(1, 4))
     assert str(ShardSpec(1, 4)) == "Shard(1/4, uneven=pad)"
     assert "ShardedOrder(Shard(1/4, uneven=pad), len=3" in repr(view)
+
+
+def test_shard_auto_never_imports_torch() -> None:
+    """Without torch imported there can be no process group: shard='auto' reads the environment
+    and leaves torch unimported."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from minibatcher import DataLoader\n"
+        "dl = DataLoader(range(10), batch_size=2, seed=0, shard='auto')\n"
+        "assert len(dl) == 2, len(dl)\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "3"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
