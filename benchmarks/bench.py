@@ -239,19 +239,29 @@ CORE_WORKLOADS: tuple[Workload, ...] = (
         id="W1",
         title="range(N), bs 64, shuffle",
         cells=_cells("w1"),
-        targets=(Target(numerator="minibatcher", denominator="torch", at_least=8.0),),
+        targets=(
+            Target(numerator="minibatcher", denominator="torch", at_least=8.0),
+            Target(numerator="minibatcher", denominator="NumPy limit"),
+        ),
     ),
     Workload(
         id="W2",
         title="float32 (N, 128), bs 256, shuffle",
         cells=_cells("w2", batched_torch=True),
-        targets=(Target(numerator="minibatcher", denominator="NumPy limit", at_least=0.85),),
+        targets=(
+            Target(numerator="minibatcher", denominator="NumPy limit", at_least=0.85),
+            Target(numerator="minibatcher", denominator="torch"),
+            Target(numerator="minibatcher", denominator="torch batched fetch"),
+        ),
     ),
     Workload(
         id="W3",
         title="N (int, str) pairs, bs 64, shuffle",
         cells=_cells("w3"),
-        targets=(Target(numerator="minibatcher", denominator="torch", at_least=2.0),),
+        targets=(
+            Target(numerator="minibatcher", denominator="torch", at_least=2.0),
+            Target(numerator="minibatcher", denominator="NumPy limit"),
+        ),
     ),
 )
 

@@ -72,8 +72,15 @@ class Target:
         high_ok = self.at_most is None or ratio <= self.at_most
         return low_ok and high_ok
 
+    @property
+    def informative(self) -> bool:
+        """A ratio shown for information only (no bound)."""
+        return self.at_least is None and self.at_most is None
+
     def rule(self) -> str:
-        """The goal in words, e.g. ``>= 8x torch``."""
+        """The goal in words, e.g. ``>= 8x torch`` (``—`` for an informative ratio)."""
+        if self.informative:
+            return "—"
         bound = f">= {self.at_least:g}x" if self.at_least is not None else f"<= {self.at_most:g}x"
         return f"{bound} {self.denominator}"
 
@@ -131,8 +138,9 @@ def format_value(value: float, unit: str) -> str:
 
 
 def columns_of(workloads: Sequence[Workload]) -> list[str]:
-    """The table's competitor columns: the known ones in order, then any others."""
-    seen = [c.competitor for w in workloads for c in w.cells]
+    """The table's competitor columns: those installed (fastai and grain only where they are),
+    the known ones in order, then any others."""
+    seen = [c.competitor for w in workloads for c in w.cells if c.available()]
     known = [name for name in COLUMNS if name in seen]
     extra = [name for name in dict.fromkeys(seen) if name not in COLUMNS]
     return known + extra
@@ -152,8 +160,7 @@ def results_table(
         for name in columns:
             value = results.get((w.id, name))
             if value is None:
-                has_cell = any(c.competitor == name for c in w.cells)
-                row.append("not installed" if has_cell else "—")
+                row.append("—")
             elif isinstance(value, str):
                 row.append(value)
             else:
@@ -174,12 +181,11 @@ def targets_table(
             label = f"{t.numerator} / {t.denominator}"
             if not isinstance(num, float) or not isinstance(den, float) or den == 0:
                 lines.append(f"| {w.id} | {label} | n/a | {t.rule()} | n/a |")
-                all_met = False
+                all_met = all_met and t.informative
                 continue
             ratio = num / den
             ok = t.met(ratio)
             all_met = all_met and ok
-            lines.append(
-                f"| {w.id} | {label} | {ratio:.2f}x | {t.rule()} | {'yes' if ok else 'NO'} |"
-            )
+            verdict = "—" if t.informative else ("yes" if ok else "NO")
+            lines.append(f"| {w.id} | {label} | {ratio:.2f}x | {t.rule()} | {verdict} |")
     return "\n".join(lines), all_met
