@@ -17,10 +17,14 @@ NOTE [ Sampled bookkeeping ]
     epoch's wall time, so it needs no clock of its own; the first batch (start-up, workers
     included) is timed on its own.
 
-    ``BatchWork`` times its stages when ``seq % 16 == 0`` (``work.STAGE_SAMPLE_MASK``), in the
-    worker that runs it; thread executors share the loader's ``BatchWork``, process executors
-    return ``BatchWork.take_timings()`` through an optional ``stage_timings()`` method (and may
-    add ``"transport"``: seconds the main process spent receiving ``"transport_samples"`` batches).
+    ``BatchWork`` times its stages on one batch in 16 too (``BatchWork.timed``), in the worker
+    that runs it. The inline executor calls ``timed`` on the first task of every 16 and
+    ``untimed`` on the 15 others, which it takes through ``itertools.islice``: no per-batch
+    test at all. Worker executors call the work itself, whose ``__call__`` tests
+    ``seq % 16 == 0`` (a few nanoseconds against the cost of moving a batch between workers).
+    Thread executors share the loader's ``BatchWork``; process executors return
+    ``BatchWork.take_timings()`` through an optional ``stage_timings()`` method, with
+    ``"transport"``: seconds the main process spent receiving ``"transport_samples"`` batches.
 
     Counts come for free: the number of batches delivered is the loader's resume counter
     (``state.Progress``, kept per batch anyway); items are ``batches * batch_size`` with the

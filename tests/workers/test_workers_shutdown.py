@@ -163,3 +163,16 @@ def test_workers_exit_when_the_main_process_is_killed(dataset: str) -> None:
     assert _gone(pids), "workers outlived their main process"
     list(DataLoader(Images(16, (3, 64, 64)), batch_size=8, num_workers=1))  # sweeps
     assert our_segments(proc.pid) == []
+
+
+def test_two_persistent_loaders_close_in_any_order() -> None:
+    """Workers forked for a second loader do not keep the first loader's workers alive: closing
+    the first one first is as quick as the other way round."""
+    first = DataLoader(Squares(20), batch_size=4, num_workers=1, persistent_workers=True)
+    second = DataLoader(Squares(20), batch_size=4, num_workers=1, persistent_workers=True)
+    list(first)
+    list(second)
+    start = time.monotonic()
+    first.close()
+    assert time.monotonic() - start < 2
+    second.close()

@@ -127,9 +127,9 @@ class ProcessExecutor:
             task_r, task_w = ctx.Pipe(duplex=False)
             result_r, result_w = ctx.Pipe(duplex=False)
             # Under fork the child inherits every fd of ours: it closes the main process's ends
-            # (its own and earlier workers'), or EOF would never come (NOTE [ Shutdown ]).
-            ours = (*self._tasks, *self._results, task_w, result_r)
-            inherited = [c.fileno() for c in ours] if forked else []
+            # (its own, earlier workers', other loaders' workers'), or EOF would never come.
+            inherited = [*self._main_side_fds(), task_w.fileno(), result_r.fileno()]
+            inherited = inherited if forked else []
             parent = os.getpid() if forked else None
             config = (
                 wid, self.num_workers, self.seed, epoch, self.worker_init_fn, inherited, parent
@@ -168,6 +168,15 @@ class ProcessExecutor:
             for fd in (conn.fileno(), *sentinels):
                 poller.register(fd, select.POLLIN)
             self._polls.append(poller)
+
+    @staticmethod
+    def _main_side_fds() -> list[int]:
+        """The main process's pipe ends of every live executor's workers."""
+        fds = []
+        for executor in list(_live):
+            if not executor.closed:
+                fds += [c.fileno() for c in (*executor._tasks, *executor._results)]
+        return fds
 
     def _start_error(self, error: Exception) -> WorkerError:
         how = "chosen by default" if not self._explicit else "as requested"
