@@ -2,16 +2,21 @@
 
 NOTE [ Shutdown ]
 
-    main process (the consumer's thread; no helper threads)          worker i (one per process)
-    run(tasks) --task pipe i: pickled (run, task, slot)-->  reader thread -> inbox -> main loop:
-                                                             work(task, slot allocator)
-               <--result pipe i: header + pickle -------   (array leaves: descriptors into slot)
-    sentinel i (readable when worker i exits) ---------->  watched together with result pipe i
+    main process (the consumer's thread; no helper threads)        worker i (one per process)
+    run(tasks)
+      dispatch --task pipe i: (run, slot, [task..])-->  reader thread -> inbox -> main loop:
+                                                          work(task, slot.allocate) per task
+      _read   <--result pipe i: header + pickle -----   leaves in the slot sent as descriptors
+      poll(result pipe i + every worker's sentinel)     (sentinel: readable once a worker exits)
+    slot = a shared-memory segment from the main's SegmentPool (NOTE in ``shm.py``)
 
 Per worker: one task pipe (main writes) and one result pipe (worker writes), so no lock and no
-feeder thread is needed, and the main process knows which worker owes which batch. A worker's
-reader thread drains its task pipe at once, so the main process never blocks writing a task
-while that worker blocks writing a big result (the classic two-pipe deadlock).
+feeder thread is needed, and the main process knows which worker owes which batch (in order, it
+reads the worker that owes the next one). A worker's reader thread drains its task pipe at once,
+so the main process never blocks writing a task while that worker blocks writing a big result
+(the classic two-pipe deadlock). At most ``prefetch * num_workers`` messages are in flight; a
+message is one task, or up to :data:`MAX_CHUNK` tasks when batches are tiny and cheap (W1
+through workers), which amortises the per-message cost (syscalls, wake-ups, pickling).
 
 How every exit path ends (always: workers reaped, shared memory unlinked; see ``shm.py``):
 
@@ -30,8 +35,11 @@ How every exit path ends (always: workers reaped, shared memory unlinked; see ``
   ``os._exit``); a write to the result pipe fails with EPIPE; and on Linux
   ``PR_SET_PDEATHSIG`` kills the worker outright. Any one of the three suffices, so a worker
   blocked writing a result exits too. Its segments are swept by the next pool.
-- Under fork, a child inherits the parent's ends of earlier workers' pipes; it closes them so
-  that EOF means what it should.
+- Under fork, a child inherits the main process's ends of every pipe (its own, earlier
+  workers', other loaders' workers'); it closes them so that EOF means what it should.
+- Ctrl-C in a terminal reaches the whole process group: workers ignore SIGINT, the main
+  process gets KeyboardInterrupt and shuts them down as above. An interrupt in the middle of a
+  pipe message leaves the pipe unusable, so that executor is closed.
 
 Start method: see ``choose_start_method`` in ``factory.py``.
 """
