@@ -54,7 +54,6 @@ import multiprocessing
 import os
 import pickle
 import select
-import signal
 import sys
 import time
 import weakref
@@ -64,7 +63,7 @@ from typing import Any, NoReturn
 
 from ..errors import WorkerError
 from .executor import Result, Task
-from .remote_error import reraise
+from .remote_error import dead_worker_error, reraise, start_error
 from .reorder import Window
 from .shm import ResultPickler, ResultUnpickler, Segment, SegmentPool
 from .worker_loop import HEADER as _HEADER
@@ -187,14 +186,7 @@ class ProcessExecutor:
         return fds
 
     def _start_error(self, error: Exception) -> WorkerError:
-        how = "chosen by default" if not self._explicit else "as requested"
-        return WorkerError(
-            f"could not start worker processes with start method {self.start_method!r} ({how}): "
-            f"{type(error).__name__}: {error}. Under 'spawn' and 'forkserver' the dataset, "
-            "transforms and collate_fn are pickled to each worker; make them picklable (no "
-            "lambdas or local functions, no open files or locks), or pass mp_context='fork' "
-            "(Linux), or use worker_type='thread'."
-        )
+        return start_error(self.start_method, self._explicit, error)
 
     def close(self) -> None:
         """Stop and reap every worker and unlink every segment; idempotent (NOTE [ Shutdown ])."""
@@ -395,24 +387,9 @@ class ProcessExecutor:
                     raise reraise(pickle.loads(memoryview(data)[_HEADER.size :]))
         proc = self._procs[wid]
         proc.join(DEATH_GRACE_S)
-        code = proc.exitcode
-        pid = proc.pid
+        code, pid = proc.exitcode, proc.pid
         self.close()
-        if code is None:
-            how = "closed its result pipe but is still running"
-        elif code < 0:
-            try:
-                how = f"was killed by signal {signal.Signals(-code).name} (exit code {code})"
-            except ValueError:
-                how = f"was killed by signal {-code} (exit code {code})"
-        else:
-            how = f"exited unexpectedly with exit code {code}"
-        raise WorkerError(
-            f"DataLoader worker {wid} (pid {pid}) {how}. If it was killed for lack of memory, "
-            "use fewer workers or a smaller prefetch; a crash in native code shows in its stderr.",
-            worker_id=wid,
-            exitcode=code,
-        )
+        raise dead_worker_error(wid, pid, code)
 
     def _raise_timeout(self, wids: list[int]) -> NoReturn:
         self.close()

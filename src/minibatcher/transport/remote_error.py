@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import builtins
 import pickle
+import signal
 import traceback
 from typing import Any
+
+from ..errors import WorkerError
 
 
 class RemoteTraceback(Exception):
@@ -105,3 +108,34 @@ def capture(error: BaseException, worker_id: int, where: str) -> RemoteError:
 def reraise(remote: Any) -> BaseException:
     """The exception to ``raise`` for a received :class:`RemoteError`."""
     return remote.rebuild()
+
+
+def dead_worker_error(wid: int, pid: int | None, code: int | None) -> WorkerError:
+    """The error for worker ``wid`` that died with exit code ``code`` (negative: a signal)."""
+    if code is None:
+        how = "closed its result pipe but is still running"
+    elif code < 0:
+        try:
+            how = f"was killed by signal {signal.Signals(-code).name} (exit code {code})"
+        except ValueError:
+            how = f"was killed by signal {-code} (exit code {code})"
+    else:
+        how = f"exited unexpectedly with exit code {code}"
+    return WorkerError(
+        f"DataLoader worker {wid} (pid {pid}) {how}. If it was killed for lack of memory, "
+        "use fewer workers or a smaller prefetch; a crash in native code shows in its stderr.",
+        worker_id=wid,
+        exitcode=code,
+    )
+
+
+def start_error(method: str, explicit: bool, error: BaseException) -> WorkerError:
+    """The error for workers that could not be started (typically: the work is unpicklable)."""
+    how = "as requested" if explicit else "chosen by default"
+    return WorkerError(
+        f"could not start worker processes with start method {method!r} ({how}): "
+        f"{type(error).__name__}: {error}. Under 'spawn' and 'forkserver' the dataset, "
+        "transforms and collate_fn are pickled to each worker; make them picklable (no "
+        "lambdas or local functions, no open files or locks), or pass mp_context='fork' "
+        "(Linux), or use worker_type='thread'."
+    )
