@@ -75,6 +75,12 @@ class BatchWork:
             and self.batched
             and self.collate_fn is collate
         )
+        # The fast path with nothing after the fetch (W1's and W2's): one call per batch.
+        self._bare_fetch = (
+            self.source.fetch_batch  # type: ignore[union-attr]
+            if self.fast_path and self._convert is None and self.batch_transform is None
+            else None
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -105,6 +111,9 @@ class BatchWork:
         epoch, seq, keys, items = task
         try:
             if items is None:
+                bare = self._bare_fetch
+                if bare is not None:
+                    return bare(keys, allocate)
                 if self.fast_path:
                     batch = self.source.fetch_batch(keys, allocate)  # type: ignore[union-attr]
                     return self._finish(batch, epoch, seq)
