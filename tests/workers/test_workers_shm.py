@@ -87,10 +87,21 @@ def test_full_dev_shm_falls_back_to_pipes(monkeypatch: pytest.MonkeyPatch) -> No
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(shm, "_free_bytes", lambda: 0)  # short of space: reserve up front
     dl = DataLoader(Images(40), batch_size=4, num_workers=2)
     with pytest.warns(RuntimeWarning, match="shm-size"):
         got = [b[:, 0, 0, 0].tolist() for b in dl]
     assert got == [list(range(i, i + 4)) for i in range(0, 40, 4)]
+
+
+def test_roomy_dev_shm_creates_sparse_segments() -> None:
+    """With plenty of free space, a segment's pages are allocated only where written."""
+    with DataLoader(Images(64), batch_size=4, num_workers=1, persistent_workers=True) as dl:
+        batches = list(dl)
+        sizes = [os.stat(os.path.join(shm.SHM_DIR, n)) for n in shm.our_segments(os.getpid())]
+    assert sizes
+    assert all(st.st_blocks * 512 < st.st_size for st in sizes)
+    del batches
 
 
 def test_segments_of_dead_processes_are_swept() -> None:

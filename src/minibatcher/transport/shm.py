@@ -21,8 +21,11 @@ NOTE [ Shared memory ownership ]
   batch the user keeps stays valid; ``close()`` unlinks every segment (mappings stay valid).
 - Names are ``minibatcher-<main pid>-<token>-<n>``: segments of a main process that was
   SIGKILLed (its pid no longer alive) are swept by the next pool (:func:`sweep_orphans`).
-- Space is reserved with ``posix_fallocate`` when a segment is created, so a full /dev/shm
-  raises ENOSPC there (we then fall back to pipes with a warning), never SIGBUS later.
+- No SIGBUS on a small /dev/shm: where free space is short (less than :data:`SPARSE_MARGIN`
+  times the segment), space is reserved with ``posix_fallocate`` when a segment is created, so
+  a full /dev/shm raises ENOSPC there (we then fall back to pipes with a warning). Where space
+  is plentiful, segments are created sparse: pages are allocated when a worker first writes
+  them, in parallel, and an oversized slot costs nothing (so the first slots can be generous).
 - Arrays smaller than :data:`MIN_SHARED_BYTES` are pickled: for them a pipe is cheaper.
 """
 
@@ -50,8 +53,12 @@ MIN_SHARED_BYTES = 16 * 1024
 """Arrays of at least this many bytes travel through shared memory; smaller ones are pickled."""
 ALIGN = 64
 QUANTUM = 64 * 1024
-INITIAL_SLOT_BYTES = 1 << 20
-"""The size of the first slots, before any batch has said how much it needs."""
+INITIAL_SLOT_BYTES = 16 << 20
+"""The size of the first slots, before any batch has said how much it needs (sparse: free)."""
+SMALL_INITIAL_SLOT_BYTES = 1 << 20
+"""The same where /dev/shm is short of space (slots are then reserved up front)."""
+SPARSE_MARGIN = 16
+"""Segments are created sparse only while /dev/shm has this many times their size free."""
 IDLE_MESSAGES = 8
 WORKER_MAPPINGS = 64
 """Segments a worker keeps mapped (least recently used ones are unmapped first)."""
@@ -92,6 +99,15 @@ def sweep_orphans() -> int:
     return swept
 
 
+def _free_bytes() -> int:
+    """Free bytes in :data:`SHM_DIR` (0 when unknown: then space is always reserved)."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
 class Segment:
     """One mapped shared-memory file: ``view`` is a uint8 array over all of it."""
 
@@ -105,13 +121,14 @@ class Segment:
         self.address: int = self.view.ctypes.data
 
     @classmethod
-    def create(cls, name: str, capacity: int) -> Segment:
-        """Create, reserve (fallocate) and map a new segment (main process only)."""
+    def create(cls, name: str, capacity: int, reserve: bool = True) -> Segment:
+        """Create, reserve (fallocate, unless ``reserve=False``) and map a new segment (main
+        process only)."""
         path = os.path.join(SHM_DIR, name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.ftruncate(fd, capacity)
-            if hasattr(os, "posix_fallocate"):
+            if reserve and hasattr(os, "posix_fallocate"):
                 os.posix_fallocate(fd, 0, capacity)
             return cls(name, fd, capacity)
         except BaseException:
@@ -164,7 +181,8 @@ class SegmentPool:
         self._free: list[Segment] = []
         self._returned: collections.deque[Segment] = collections.deque()  # from finalizers
         self._all: dict[str, Segment] = {}
-        self.need = INITIAL_SLOT_BYTES
+        roomy = _free_bytes() > SPARSE_MARGIN * INITIAL_SLOT_BYTES
+        self.need = INITIAL_SLOT_BYTES if roomy else SMALL_INITIAL_SLOT_BYTES
         """Bytes a slot must hold (the most any batch needed so far); 0: no slot needed."""
         self._idle = 0
         self.closed = False
@@ -202,7 +220,8 @@ class SegmentPool:
         self._count += 1
         name = f"{PREFIX}{os.getpid()}-{self._token}-{self._count}"
         try:
-            segment = Segment.create(name, self.need)
+            reserve = _free_bytes() < SPARSE_MARGIN * self.need
+            segment = Segment.create(name, self.need, reserve=reserve)
         except OSError as e:
             self.disabled = True
             warnings.warn(
