@@ -24,7 +24,7 @@ from ._seed import BUFFER_STREAM, generator
 from .collation import check_output, converter
 from .device import DeviceTransfer
 from .distributed import resolve_seed, resolve_shard
-from .errors import ConfigError, StateError
+from .errors import ConfigError
 from .options import LoaderOptions
 from .profile import LoaderFacts, LoaderStats, Profiler
 from .progress import progress_bar, require_tqdm
@@ -531,29 +531,16 @@ class DataLoader(Generic[T]):
         loaded state) restarts from its saved state instead, when there is no shuffle buffer and
         no sharding. Raises :class:`~minibatcher.StateError` naming what does not match.
         """
-        config = self._state_config()
-        if isinstance(state, (list, tuple)):
-            ckpts = [_state.parse_state(s) for s in state]
-            for ckpt in ckpts:
-                _state.check_config(ckpt.config, config)
-            sliced = self._sliced()
-            if sliced is None:
-                what = "a stream" if self._sampler is None else "a user's sampler"
-                raise StateError(
-                    "elastic resume (a list of states) needs data with len() ordered by one of "
-                    f"minibatcher's samplers (the default ones included); this loader reads {what}"
-                )
-            sampler, size, drop_last = sliced
-            epoch, domain = _state.merge_ranks(ckpts, len(sampler), size, drop_last)
-            resume = _state.Progress(epoch, 0, domain=domain)
-        else:
-            ckpt = _state.parse_state(state)
-            _state.check_config(ckpt.config, config)
-            _state.check_rank(ckpt, self._shard, self.options.uneven)
-            resume = _state.Progress(
-                ckpt.epoch, ckpt.next_batch, ckpt.above, ckpt.domain, source=ckpt.source
-            )
-            _state.check_position(resume, self._plan_length(resume))
+        sliced = self._sliced()
+        resume = _state.resume_point(
+            state,
+            self._state_config(),
+            self._shard,
+            self.options.uneven,
+            order=None if sliced is None else (len(sliced[0]), sliced[1], sliced[2]),
+            reads="a stream" if self._sampler is None else "a user's sampler",
+            plan_length=self._plan_length,
+        )
         self._resume = resume
         self._progress = None
         self._next_epoch = self.epoch = resume.epoch

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import StateError
@@ -302,6 +302,41 @@ def merge_ranks(
     domain = domains.pop()
     left = remaining_after(n, domain, world, ckpts[0].uneven, batch_size, drop_last, progress)
     return epoch, left
+
+
+def resume_point(
+    state: Any,
+    config: Mapping[str, Any],
+    spec: ShardSpec | None,
+    uneven: str,
+    *,
+    order: tuple[int, int, bool] | None,
+    reads: str,
+    plan_length: Callable[[Progress], int | None],
+) -> Progress:
+    """Where a loader resumes from ``state`` (one state, or a list of all old ranks' states).
+
+    ``order`` is ``(epoch length, batch size, drop_last)`` when the loader slices its own order
+    (elastic resume needs it); ``reads`` says what it reads otherwise, for the error;
+    ``plan_length`` gives the number of batches of a position's epoch (None: unknown).
+    """
+    if isinstance(state, (list, tuple)):
+        ckpts = [parse_state(s) for s in state]
+        for ckpt in ckpts:
+            check_config(ckpt.config, config)
+        if order is None:
+            raise StateError(
+                "elastic resume (a list of states) needs data with len() ordered by one of "
+                f"minibatcher's samplers (the default ones included); this loader reads {reads}"
+            )
+        epoch, domain = merge_ranks(ckpts, *order)
+        return Progress(epoch, 0, domain=domain)
+    ckpt = parse_state(state)
+    check_config(ckpt.config, config)
+    check_rank(ckpt, spec, uneven)
+    resume = Progress(ckpt.epoch, ckpt.next_batch, ckpt.above, ckpt.domain, source=ckpt.source)
+    check_position(resume, plan_length(resume))
+    return resume
 
 
 def _int(obj: Any, key: str, where: str) -> int:

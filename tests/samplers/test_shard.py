@@ -37,6 +37,7 @@ def shares(n: int, world: int, uneven: str, seed: int = 0) -> list[list[int]]:
     ]
 
 
+@settings(deadline=None)
 @given(n=st.integers(0, 200), world=st.integers(1, 9), uneven=st.sampled_from(UNEVEN))
 def test_shares_cover_the_epoch_by_the_uneven_rule(n: int, world: int, uneven: str) -> None:
     """Union = the epoch (pad: plus <= W-1 repeats; drop: minus n % W); pad/drop: equal counts."""
@@ -71,6 +72,7 @@ def test_pad_with_fewer_items_than_ranks() -> None:
     assert parts == [[0], [1], [0], [1], [0]]
 
 
+@settings(deadline=None)
 @given(n=st.integers(0, 60), world=st.integers(1, 7), uneven=st.sampled_from(UNEVEN))
 def test_shard_iter_equals_the_sliced_shard(n: int, world: int, uneven: str) -> None:
     """Streams and user samplers (no len) are split by the same rule as sliced orders."""
@@ -81,6 +83,7 @@ def test_shard_iter_equals_the_sliced_shard(n: int, world: int, uneven: str) -> 
         )
 
 
+@settings(deadline=None)
 @given(
     n=st.integers(1, 300),
     data=st.data(),
