@@ -66,10 +66,16 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
     expected_all = [b for epoch in reference for b in epoch]
     stops: list[str] = []
     sizes = [0]
+    shapes: list[Any] = []
 
     def restore(state: dict[str, Any]) -> Any:
         text = json.dumps(state)
         sizes[0] = max(sizes[0], len(text))
+        shapes.append(_shape(state))
+        if shapes[0] != shapes[-1]:
+            raise AssertionError(
+                f"the state's structure changed during the epoch: {shapes[0]} became {shapes[-1]}"
+            )
         loader = make_loader()
         loader.load_state_dict(json.loads(text))
         return loader
@@ -168,6 +174,13 @@ def same_batches(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same_batches(x, y) for x, y in zip(a, b, strict=False))
     return bool(a == b)
+
+
+def _shape(state: Any) -> Any:
+    """The nested keys of a state (its values may change, its structure may not)."""
+    if isinstance(state, Mapping):
+        return {k: _shape(v) for k, v in state.items() if k != "source"}
+    return type(state).__name__ if not isinstance(state, (int, float)) else "number"
 
 
 def _show(batch: Any) -> str:
