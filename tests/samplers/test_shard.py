@@ -67,6 +67,11 @@ def test_pad_repeats_the_start_of_the_order() -> None:
     assert parts == [[0, 4, 8], [1, 5, 9], [2, 6, 0], [3, 7, 1]]
 
 
+def test_take_in_any_order() -> None:
+    view = ShardedOrder(RangeOrder(10), ShardSpec(3, 4))
+    assert view.take(np.array([2, 0, 1])).tolist() == [1, 3, 7]
+
+
 def test_pad_with_fewer_items_than_ranks() -> None:
     parts = [ShardedOrder(RangeOrder(2), ShardSpec(r, 5)).slice(0, 9).tolist() for r in range(5)]
     assert parts == [[0], [1], [0], [1], [0]]

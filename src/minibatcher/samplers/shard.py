@@ -159,7 +159,7 @@ class ShardedOrder:
         """Positions of the base order for local ``positions`` (pad positions wrapped)."""
         coords = np.asarray(positions, dtype=np.int64) * self.spec.world_size + self.spec.rank
         n = len(self.base)
-        if self.spec.uneven == "pad" and coords.size and coords[-1] >= n:
+        if self.spec.uneven == "pad" and coords.size and coords.max() >= n:
             coords = np.where(coords >= n, (coords - n) % max(n, 1), coords)
         return coords
 
