@@ -46,7 +46,7 @@ def test_slow_consumer_is_compute_bound() -> None:
     stats = dl.stats
     assert (stats.epoch, stats.batches, stats.items) == (0, batches, 64 * batches)
     expected = batches * SLEEP_S  # time.sleep only ever sleeps longer
-    assert expected * 0.9 < stats.between < expected * 3
+    assert expected * 0.8 < stats.between < expected * 4
     assert stats.between + stats.waiting == pytest.approx(stats.wall)
     assert stats.waiting < stats.between
     assert stats.verdict.startswith("compute-bound"), stats.verdict

@@ -320,6 +320,7 @@ class DataLoader(Generic[T]):
                     rec.ready(_seq, batch)
                     yield batch
                     rec.resumed()
+                    mask = rec.sample_mask  # sparser after the first samples
             progress.finished = True
         finally:
             rec.end(batch)

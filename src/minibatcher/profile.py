@@ -48,8 +48,11 @@ from typing import Any
 from .work import STAGES
 
 SAMPLE_EVERY = 16
-"""One batch in ``SAMPLE_EVERY`` is timed (a power of two, see NOTE [ Sampled bookkeeping ])."""
+"""One batch in ``SAMPLE_EVERY`` is timed (a power of two, see NOTE [ Sampled bookkeeping ])..."""
 SAMPLE_MASK = SAMPLE_EVERY - 1
+DENSE_SAMPLES = 16
+"""...for this many samples, then one in ``SAMPLE_EVERY * SPARSE``, each weighing ``SPARSE``."""
+SPARSE = 4
 CHEAP_BATCH_S = 100e-6
 """Batches loaded faster than this are too cheap for workers to speed up."""
 LOADER_BOUND_SHARE = 0.10
@@ -101,6 +104,7 @@ class EpochRecorder:
         "t_begin",
         "t_end",
         "t_yield",
+        "weight",
     )
 
     def __init__(
@@ -120,7 +124,8 @@ class EpochRecorder:
         self.items = 0  # counted only where sizes vary
         self.last_len: int | None = None
         self.between_s = 0.0
-        self.between_n = 0
+        self.between_n = 0  # samples, each weighing ``weight`` batches
+        self.weight = 1
         self.first_batch_s: float | None = None
         self.stages: dict[str, float] = dict.fromkeys(
             ("samples", *STAGES, "transport", "transport_samples"), 0.0
@@ -138,9 +143,17 @@ class EpochRecorder:
             self.items += batch_length(batch) or 1
 
     def resumed(self) -> None:
-        """The consumer asks for the next batch: the time since :meth:`ready` was its own."""
-        self.between_s += perf_counter() - self.t_yield
-        self.between_n += 1
+        """The consumer asks for the next batch: the time since :meth:`ready` was its own.
+
+        After ``DENSE_SAMPLES`` samples the mask widens (the loop reads ``sample_mask`` again
+        after each sample) and each later sample weighs ``SPARSE`` batches.
+        """
+        weight = self.weight
+        self.between_s += (perf_counter() - self.t_yield) * weight
+        self.between_n += weight
+        if self.sample_mask and self.between_n >= DENSE_SAMPLES and weight == 1:
+            self.weight = SPARSE
+            self.sample_mask = SAMPLE_EVERY * SPARSE - 1
 
     def end(self, last_batch: Any) -> None:
         """The epoch's loop is over (finished, left or failed); ``last_batch`` came last."""

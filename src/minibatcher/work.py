@@ -97,8 +97,9 @@ class BatchWork:
         )
 
     stage_sample_every = STAGE_SAMPLE_MASK + 1
-    """An executor that calls :meth:`timed` on one task in this many and :meth:`untimed` on the
-    others saves ``__call__``'s test per batch (the inline executor does)."""
+    """An executor that calls :meth:`timed` on one task in this many (or fewer, with a
+    ``weight``) and :meth:`untimed` on the others saves ``__call__``'s test per batch (the
+    inline executor does)."""
 
     def __call__(self, task: Task, allocate: Allocator | None = None) -> Any:
         """The batch of ``task``; its stages are timed when ``seq % 16 == 0``."""
@@ -131,11 +132,13 @@ class BatchWork:
             _add_note(e, self._describe_failure(task))
             raise
 
-    def timed(self, task: Task, allocate: Allocator | None = None) -> Any:
-        """The batch of ``task``, with each stage timed into :meth:`take_timings` (1 in 16).
+    def timed(self, task: Task, allocate: Allocator | None = None, weight: int = 1) -> Any:
+        """The batch of ``task``, with each stage timed into :meth:`take_timings`.
 
-        The fast path fetches and collates in one vectorised call, counted as ``fetch``; output
-        conversion and the batch transform count as ``transform``.
+        ``weight``: how many batches this sample stands for relative to the others (an executor
+        that samples sparsely later in an epoch passes more). The fast path fetches and collates
+        in one vectorised call, counted as ``fetch``; output conversion and the batch transform
+        count as ``transform``.
         """
         epoch, seq, keys, items = task
         clock = time.perf_counter
@@ -147,9 +150,9 @@ class BatchWork:
                     t1 = clock()
                     batch = self._finish(batch, epoch, seq)
                     timings = self._timings  # a lost update under threads costs one sample
-                    timings["samples"] += 1
-                    timings["fetch"] += t1 - t0
-                    timings["transform"] += clock() - t1
+                    timings["samples"] += weight
+                    timings["fetch"] += (t1 - t0) * weight
+                    timings["transform"] += (clock() - t1) * weight
                     return batch
                 items = self.source.fetch_items(keys)  # type: ignore[union-attr]
             t1 = clock()
@@ -164,19 +167,19 @@ class BatchWork:
                 batch = self.collate_fn(items)
             t3 = clock()
             batch = self._finish(batch, epoch, seq)
-            self._record(t1 - t0, (t2 - t1) + (clock() - t3), t3 - t2)
+            self._record(t1 - t0, (t2 - t1) + (clock() - t3), t3 - t2, weight)
             return batch
         except Exception as e:
             _add_note(e, self._describe_failure(task))
             raise
 
-    def _record(self, fetch: float, transform: float, collate: float) -> None:
+    def _record(self, fetch: float, transform: float, collate: float, weight: int) -> None:
         # Threads share one BatchWork: an update lost to a race costs one sample, nothing more.
         timings = self._timings
-        timings["samples"] += 1
-        timings["fetch"] += fetch
-        timings["transform"] += transform
-        timings["collate"] += collate
+        timings["samples"] += weight
+        timings["fetch"] += fetch * weight
+        timings["transform"] += transform * weight
+        timings["collate"] += collate * weight
 
     def take_timings(self) -> dict[str, float]:
         """The stage timings sampled since the last call (seconds summed over ``"samples"``
