@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from minibatcher import DataLoader
 from minibatcher.samplers import LazyPermutation, RandomSampler
-from minibatcher.samplers.shard import ShardedOrder, ShardSpec
+from minibatcher.samplers.shard import (
+    Domain,
+    RankProgress,
+    ShardedOrder,
+    ShardSpec,
+    remaining_after,
+    shard_order,
+)
 
 BIG = 10**10
 
@@ -109,3 +116,20 @@ def test_loader_over_ten_billion_items_starts_and_resumes_at_once() -> None:
     expected = perm.take((np.arange(4_000_000, 4_000_004)) * 1000 + 999)
     assert batch.tolist() == expected.tolist()
     assert first[0] == perm.take(np.arange(4) * 1000 + 999).tolist()
+
+
+def test_elastic_remainder_of_ten_billion_items_costs_the_skew_only() -> None:
+    """1,000 ranks 10^6 batches into a 10^10 epoch, a few batches apart: the remainder is one
+    start position plus the few positions the ranks ahead delivered, computed at once."""
+    world, batch, deep = 1000, 8, 10**6
+    progress = [
+        RankProgress(r, deep + (r % 3), (deep + 5,) if r == 7 else ()) for r in range(world)
+    ]
+    domain = remaining_after(BIG, Domain(), world, "pad", batch, False, progress)
+    assert domain.start == deep * batch * world  # every rank got this far
+    # ranks with r % 3 == 1 are one batch ahead, == 2 two batches; rank 7 also sent batch deep+5
+    ahead = sum(batch * (r % 3) for r in range(world)) + batch
+    assert len(domain.excluded) == ahead
+    rem = shard_order(LazyPermutation(BIG, 0, 0), ShardSpec(0, 3), domain)
+    assert len(rem) == -(-(BIG - domain.start - ahead) // 3)
+    assert len(rem.slice(0, 4)) == 4

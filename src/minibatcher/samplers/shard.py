@@ -275,29 +275,34 @@ def remaining_after(
     ``n`` is the length of the epoch's order, ``domain`` the part the old world was splitting,
     ``batch_size``/``drop_last`` those of the old ranks. A pad position (a repeat) that reached
     the user counts as a delivery of the item it repeats, so that item is not delivered again.
-    Items that
-    the old world would have dropped (``drop``, ``drop_last``) and did not deliver stay in the
-    domain; the new world drops by its own rule.
+    Items that the old world would have dropped (``drop``, ``drop_last``) and did not deliver
+    stay in the domain; the new world drops by its own rule.
+
+    Memory and time are proportional to how far the ranks are apart (and the batches delivered
+    out of order), never to the epoch: the common prefix is described by one integer.
     """
     base = RemainderOrder(_Length(n), domain)
     size = len(base)
-    first_open = size  # coordinates below it are all delivered
-    delivered: list[IndexArray] = []
-    for p in progress:
-        count = shard_count(size, p.rank, world_size, uneven)
+    counts = [shard_count(size, p.rank, world_size, uneven) for p in progress]
+    dones = []
+    for p, count in zip(progress, counts, strict=True):
         batches = batch_count(count, batch_size, drop_last) if p.finished else p.next_batch
-        done = min(batches * batch_size, count)
-        first_open = min(first_open, done * world_size + p.rank)
-        extra = [np.arange(done)] if done else []
+        dones.append(min(batches * batch_size, count))
+    # coordinates below first_open are all delivered: each rank's first undelivered one
+    first_open = min(
+        [d * world_size + p.rank for p, d in zip(progress, dones, strict=True)] + [size]
+    )
+    delivered: list[IndexArray] = []
+    for p, count, done in zip(progress, counts, dones, strict=True):
+        lowest = max(0, -(-(first_open - p.rank) // world_size))  # first local position >= it
+        extra = [np.arange(lowest, done, dtype=np.int64)]
         for seq in p.above:
             lo = seq * batch_size
-            extra.append(np.arange(lo, min(lo + batch_size, count)))
-        if extra:
-            delivered.append(np.concatenate(extra) * world_size + p.rank)
+            extra.append(np.arange(lo, min(lo + batch_size, count), dtype=np.int64))
+        delivered.append(np.concatenate(extra) * world_size + p.rank)
     coords = np.concatenate(delivered) if delivered else np.empty(0, dtype=np.int64)
     if size:
         coords = np.where(coords >= size, (coords - size) % size, coords)  # pad repeats
-    first_open = min(first_open, size)
     coords = np.unique(coords[coords >= first_open])
     # a repeat may have delivered the first open coordinates too: skip their run
     run = int(np.searchsorted(coords - np.arange(len(coords)), first_open, side="right"))
