@@ -26,7 +26,7 @@ from .device import DeviceTransfer
 from .distributed import resolve_seed, resolve_shard
 from .errors import ConfigError
 from .options import LoaderOptions
-from .profile import LoaderFacts, LoaderStats, Profiler
+from .profile import LoaderFacts, LoaderStats, Profiler, regular_batch_size
 from .progress import progress_bar, require_tqdm
 from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler
 from .samplers.batch import EpochPlan, IterablePlan, SlicedPlan, batch_count, chunked
@@ -295,7 +295,7 @@ class DataLoader(Generic[T]):
         finish = self._finish_in_main
         rec = self._profiler.begin(
             epoch, start, lambda: progress.next_batch + len(progress.above),
-            self._regular_batch_size, executor, self.work,
+            regular_batch_size(self.options), executor, self.work,
         )
         mask = rec.sample_mask
         batch = None
@@ -329,28 +329,11 @@ class DataLoader(Generic[T]):
                 executor.close()
 
     @property
-    def _regular_batch_size(self) -> int | None:
-        """The size of every batch but the last, for ``dl.stats`` (None: sizes vary)."""
-        opts = self.options
-        if opts.batch_sampler is not None or not opts.in_order:
-            return None
-        return opts.batch_size or 1
-
-    @property
     def stats(self) -> LoaderStats:
         """Where the latest epoch's time went: counts, stage times and a verdict (see
         :class:`~minibatcher.profile.LoaderStats`); readable during an epoch or after it."""
         self._profiler.collect(self.work)
-        opts = self._tuned or self.options
-        facts = LoaderFacts(
-            num_workers=opts.num_workers if isinstance(opts.num_workers, int) else 0,
-            worker_type=opts.worker_type,
-            prefetch=opts.prefetch,
-            fast_path=self.work.fast_path,
-            batched_source=isinstance(self.source, IndexedSource) and self.source.batched,
-            has_transform=opts.transform is not None,
-        )
-        return self._profiler.snapshot(facts)
+        return self._profiler.snapshot(LoaderFacts.of(self._tuned or self.options, self.work))
 
     _workers: Executor | None = None  # the persistent workers' executor, while alive
 

@@ -257,6 +257,27 @@ class LoaderFacts:
     batched_source: bool
     has_transform: bool
 
+    @classmethod
+    def of(cls, options: Any, work: Any) -> LoaderFacts:
+        """The facts of a loader's options (``num_workers="auto"`` resolved) and its work."""
+        source = getattr(work, "source", None)
+        return cls(
+            num_workers=options.num_workers if isinstance(options.num_workers, int) else 0,
+            worker_type=options.worker_type,
+            prefetch=options.prefetch,
+            fast_path=bool(getattr(work, "fast_path", False)),
+            batched_source=bool(getattr(source, "batched", False)),
+            has_transform=options.transform is not None,
+        )
+
+
+def regular_batch_size(options: Any) -> int | None:
+    """The size of every batch but the last (None where sizes vary or batches come out of order:
+    then every batch's items are counted, see NOTE [ Sampled bookkeeping ])."""
+    if options.batch_sampler is not None or not options.in_order:
+        return None
+    return options.batch_size or 1
+
 
 def verdict(
     waiting: float,
