@@ -19,6 +19,7 @@ Workers that die (no exception to send) are reported by the executor as
 from __future__ import annotations
 
 import builtins
+import contextlib
 import pickle
 import signal
 import traceback
@@ -98,6 +99,21 @@ class RemoteError:
 
     def __repr__(self) -> str:
         return f"RemoteError({self.type_name}: {self.message!r}, worker={self.worker_id})"
+
+
+def note_failure(error: BaseException, work: Any, task: Any) -> None:
+    """Python 3.10: record which batch and index failed in ``error.__notes__``.
+
+    ``BatchWork`` adds that note itself through ``add_note`` (Python >= 3.11); 3.10 has no
+    ``add_note``, so the workers add it here, and the main process shows it with the worker's
+    traceback (see :meth:`RemoteError.rebuild`).
+    """
+    if hasattr(error, "add_note") or getattr(error, "__notes__", None):
+        return
+    describe = getattr(work, "_describe_failure", None)
+    if callable(describe):
+        with contextlib.suppress(Exception):
+            setattr(error, "__notes__", [describe(task)])  # noqa: B010
 
 
 def capture(error: BaseException, worker_id: int, where: str) -> RemoteError:

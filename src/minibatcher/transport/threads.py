@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import WorkerError
 from .executor import Result, Task
+from .remote_error import note_failure
 from .reorder import Window
 from .worker_info import WorkerInfo, set_worker_info, worker_seed
 
@@ -182,6 +183,7 @@ def _worker(shared: tuple[Any, ...], identity: tuple[Any, ...], epoch: int) -> N
         try:
             outbox.put((run, task[1], True, work(task)))
         except Exception as e:
+            note_failure(e, work, task)
             _note(e, f"raised in DataLoader worker thread {wid}")
             outbox.put((run, task[1], False, e))
         except BaseException as e:  # sys.exit() in a thread must not exit the main process

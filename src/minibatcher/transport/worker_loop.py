@@ -24,7 +24,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .remote_error import capture
+from .remote_error import capture, note_failure
 from .shm import ResultPickler, ResultUnpickler, SlotWriter, WorkerSegments
 from .worker_info import WorkerInfo, seed_worker, set_worker_info, worker_seed
 
@@ -105,6 +105,7 @@ def worker_main(
             try:
                 entries.append((task[1], True, work(task, writer.allocate)))
             except Exception as e:  # SystemExit ends the worker: reported as its exit code
+                note_failure(e, work, task)
                 entries.append((task[1], False, capture(e, wid, where)))
                 break
         per_batch = (clock() - start) / len(tasks)
