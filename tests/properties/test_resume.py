@@ -271,3 +271,9 @@ def test_unordered_state_records_batches_above_the_watermark() -> None:
     resumed.load_state_dict(state)
     rest = [b.tolist() for b in resumed]
     assert sorted(x for b in first + rest for x in b) == list(range(16))
+
+
+def test_resume_through_the_device_stage() -> None:
+    """The device stage holds one batch ahead; the state still counts what the loop received."""
+    pytest.importorskip("torch")
+    check_resume(lambda: DataLoader(range(11), batch_size=3, shuffle=True, seed=2, device="cpu"))
