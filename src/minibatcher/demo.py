@@ -16,6 +16,7 @@ matplotlib are optional (plain prints without tqdm; ``--plot`` names the extra i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -226,11 +227,23 @@ def run_demo(
     """Train one run per batch size from the same initial weights; return their results."""
     data = load_digits_split(seed)
     params = NumpyMLP.init(data[0].shape[1], hidden, 10, seed)
-    return [
-        train(size, data, params, epochs=epochs, seed=seed, backend=backend,
-              progress=progress, log=log)
-        for size in batch_sizes
-    ]
+    with _one_blas_thread():
+        return [
+            train(size, data, params, epochs=epochs, seed=seed, backend=backend,
+                  progress=progress, log=log)
+            for size in batch_sizes
+        ]
+
+
+def _one_blas_thread() -> Any:
+    """Run NumPy's BLAS on one thread: matrices this small gain nothing from more, and on a busy
+    machine BLAS threads that wait for each other make the timings meaningless.
+    (threadpoolctl comes with scikit-learn; without it, nothing changes.)"""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def format_table(results: Sequence[RunResult]) -> str:
