@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from minibatcher import DataLoader
-from minibatcher.profile import SAMPLE_EVERY, LoaderFacts, batch_length, verdict
+from minibatcher.profile import SAMPLE_EVERY, batch_length
+from minibatcher.verdict import LoaderFacts, verdict
 
 SLEEP_S = 0.002
 

@@ -26,13 +26,14 @@ from .device import DeviceTransfer
 from .distributed import resolve_seed, resolve_shard
 from .errors import ConfigError
 from .options import LoaderOptions
-from .profile import LoaderFacts, LoaderStats, Profiler, regular_batch_size
+from .profile import LoaderStats, Profiler, regular_batch_size
 from .progress import progress_bar, require_tqdm
 from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler
 from .samplers.batch import EpochPlan, IterablePlan, SlicedPlan, batch_count, chunked
 from .samplers.shard import Domain, shard_iter, shard_length, shard_order
 from .sources import IndexedSource, StreamSource, as_source, shuffle_buffer
 from .transport import Executor, InlineExecutor, make_executor
+from .verdict import LoaderFacts
 from .work import BatchWork, Task
 
 T = TypeVar("T")

@@ -242,6 +242,14 @@ class LoaderStats:
         return "\n".join(lines)
 
 
+def regular_batch_size(options: Any) -> int | None:
+    """The size of every batch but the last (None where sizes vary or batches come out of order:
+    then every batch's items are counted, see NOTE [ Sampled bookkeeping ])."""
+    if options.batch_sampler is not None or not options.in_order:
+        return None
+    return options.batch_size or 1
+
+
 class Profiler:
     """The loader's side of ``dl.stats``: the latest epoch's recorder and the running totals."""
 

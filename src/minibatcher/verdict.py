@@ -46,14 +46,6 @@ class LoaderFacts:
         )
 
 
-def regular_batch_size(options: Any) -> int | None:
-    """The size of every batch but the last (None where sizes vary or batches come out of order:
-    then every batch's items are counted, see NOTE [ Sampled bookkeeping ])."""
-    if options.batch_sampler is not None or not options.in_order:
-        return None
-    return options.batch_size or 1
-
-
 def verdict(
     waiting: float,
     between: float,
