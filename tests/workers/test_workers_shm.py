@@ -163,3 +163,43 @@ def test_small_arrays_travel_pickled_and_writable() -> None:
         for k, batch in enumerate(dl):
             assert batch.flags.writeable
             assert (batch == data[10 * k : 10 * k + 10]).all()
+
+
+ODD_ARRAYS = [
+    np.zeros((0, 3)),
+    np.array([True, False]),
+    np.array(["a", "bc"]),
+    np.arange(3).astype("datetime64[s]"),
+    np.arange(5000).astype("datetime64[s]"),
+    np.zeros(2, dtype=[("x", "i4")]),
+    np.arange(6).reshape(2, 3)[:, ::2],
+    np.ones((100, 100)).T,
+    np.array(5),
+    np.zeros(3, ">i4"),
+    np.arange(10_000, dtype=np.float64),
+    np.array([1, "x"], dtype=object),
+]
+
+
+@pytest.mark.parametrize("array", ODD_ARRAYS, ids=lambda a: f"{a.dtype}{a.shape}")
+def test_every_array_round_trips_through_a_slot(array: np.ndarray) -> None:
+    """Any dtype, layout and size comes back equal (slot, raw bytes or plain pickle)."""
+    import io
+
+    pool = shm.SegmentPool()
+    try:
+        segment = pool.acquire()
+        assert segment is not None
+        writer = shm.SlotWriter(segment)
+        out = io.BytesIO()
+        shm.ResultPickler(out, writer).dump({"x": array, "y": [array]})
+        out.seek(0)
+        raw = pool.lease(segment, writer.used) if writer.used else None
+        back = shm.ResultUnpickler(out, raw).load()
+        for got in (back["x"], back["y"][0]):
+            assert got.dtype == array.dtype
+            assert got.shape == array.shape
+            assert got.tolist() == array.tolist()
+        del back, got, raw
+    finally:
+        pool.close()

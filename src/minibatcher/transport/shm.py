@@ -378,6 +378,8 @@ class ResultPickler(pickle.Pickler):
             described = writer.describe(array, kind)
             if described is not None:
                 return described
+        if dtype.kind in "mM":  # datetimes cannot export a buffer: pickle them as usual
+            return None
         if not (array.flags.c_contiguous and array.flags.writeable):
             array = array.copy()
         return (kind + "b", dtype.str, array.shape, pickle.PickleBuffer(array))  # type: ignore[arg-type]
