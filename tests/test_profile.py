@@ -47,7 +47,7 @@ def test_slow_consumer_is_compute_bound() -> None:
     stats = dl.stats
     assert (stats.epoch, stats.batches, stats.items) == (0, batches, 64 * batches)
     expected = batches * SLEEP_S  # time.sleep only ever sleeps longer
-    assert expected * 0.8 < stats.between < expected * 4
+    assert expected * 0.8 < stats.between <= stats.wall
     assert stats.between + stats.waiting == pytest.approx(stats.wall)
     assert stats.waiting < stats.between
     assert stats.verdict.startswith("compute-bound"), stats.verdict
@@ -62,7 +62,8 @@ def test_slow_dataset_is_loader_bound_and_fetch_dominates() -> None:
     stats = dl.stats
     assert (stats.batches, stats.items) == (batches, size * batches)
     expected = batches * size * cost  # time.sleep only ever sleeps longer
-    assert expected * 0.9 < stats.stages["fetch"] < expected * 3
+    assert stats.stages["fetch"] > expected * 0.9
+    assert stats.stages["fetch"] < stats.wall * 1.5  # inline: fetching is part of the wall time
     assert stats.stages["fetch"] > 10 * stats.stages["collate"]
     assert stats.waiting > 10 * stats.between
     assert stats.loader_share is not None
