@@ -94,12 +94,16 @@ class EpochRecorder:
         "first_batch_s",
         "items",
         "last_len",
+        "regular_mask",
         "sample_mask",
         "stages",
         "start",
+        "t_asked",
         "t_begin",
         "t_end",
         "t_yield",
+        "wait_n",
+        "wait_s",
         "weight",
     )
 
@@ -115,12 +119,12 @@ class EpochRecorder:
         self.start = start
         self.delivered = delivered
         self.batch_size = batch_size
-        self.sample_mask = SAMPLE_MASK if batch_size is not None else 0
+        self.sample_mask = self.regular_mask = SAMPLE_MASK if batch_size is not None else 0
         self.executor = executor
         self.items = 0  # counted only where sizes vary
         self.last_len: int | None = None
-        self.between_s = 0.0
-        self.between_n = 0  # samples, each weighing ``weight`` batches
+        self.between_s = self.wait_s = self.t_asked = 0.0
+        self.between_n = self.wait_n = 0  # samples, each weighing ``weight`` batches
         self.weight = 1
         self.first_batch_s: float | None = None
         self.stages: dict[str, float] = dict.fromkeys(
@@ -135,21 +139,35 @@ class EpochRecorder:
         now = self.t_yield = perf_counter()
         if seq == self.start:
             self.first_batch_s = now - self.t_begin
+        elif self.t_asked:  # the batch after a sampled one: the loop waited since it asked
+            self.wait_s += (now - self.t_asked) * self.weight
+            self.wait_n += self.weight
+        self.t_asked = 0.0
         if self.batch_size is None:
             self.items += batch_length(batch) or 1
 
     def resumed(self) -> None:
         """The consumer asks for the next batch: the time since :meth:`ready` was its own.
 
-        After ``DENSE_SAMPLES`` samples the mask widens (the loop reads ``sample_mask`` again
-        after each sample) and each later sample weighs ``SPARSE`` batches.
+        The loop reads ``sample_mask`` again after each sample: 0 after a sample, so that the
+        next batch is sampled too (its wait is timed from now), then the regular mask, which
+        widens after ``DENSE_SAMPLES`` samples (each later sample weighing ``SPARSE``).
         """
+        now = perf_counter()
         weight = self.weight
-        self.between_s += (perf_counter() - self.t_yield) * weight
+        self.between_s += (now - self.t_yield) * weight
         self.between_n += weight
-        if self.sample_mask and self.between_n >= DENSE_SAMPLES and weight == 1:
+        if self.regular_mask == 0:  # every batch is sampled anyway
+            self.t_asked = now
+            return
+        if self.sample_mask:  # a sample: time the wait for the next batch
+            self.t_asked = now
+            self.sample_mask = 0
+            return
+        self.sample_mask = self.regular_mask  # that was the following batch
+        if self.between_n >= 2 * DENSE_SAMPLES and weight == 1:
             self.weight = SPARSE
-            self.sample_mask = SAMPLE_EVERY * SPARSE - 1
+            self.sample_mask = self.regular_mask = SAMPLE_EVERY * SPARSE - 1
 
     def end(self, last_batch: Any) -> None:
         """The epoch's loop is over (finished, left or failed); ``last_batch`` came last."""
@@ -309,11 +327,20 @@ class Profiler:
             )
         batches, items = rec.counts()
         end = rec.t_end if rec.t_end is not None else perf_counter()
-        # The consumer's own time is sampled and scaled; the rest of the wall time it waited.
-        mean_between = rec.between_s / rec.between_n if rec.between_n else 0.0
+        # Both sides of the consumer's time are sampled, scaled to the batches delivered, then
+        # to the wall time they share (the bookkeeping's own time and sampling noise spread
+        # over both); with no wait sampled yet, the consumer waited for the rest of the time.
         wall = end - rec.t_begin
-        between = min(mean_between * batches, wall)
-        waiting = wall - between
+        first = rec.first_batch_s or 0.0
+        between = rec.between_s / rec.between_n * batches if rec.between_n else 0.0
+        if rec.wait_n:
+            waiting = rec.wait_s / rec.wait_n * max(batches - 1, 0)
+            rest = max(wall - first, 0.0)
+            scale = rest / (waiting + between) if waiting + between > 0 else 0.0
+            waiting, between = first + waiting * scale, between * scale
+        else:
+            between = min(between, wall)
+            waiting = wall - between
         stages = {}
         for name in (*STAGES, "transport"):
             count = rec.stages.get("transport_samples" if name == "transport" else "samples", 0.0)
