@@ -27,9 +27,9 @@ def test_runs_and_table_shape(results: list[demo.RunResult]) -> None:
     assert results[1].steps == 3
     lines = demo.format_table(results).splitlines()
     assert len(lines) == 2 + len(results)
-    header = ["batch", "size", "lr", "steps", "wall", "s", "items/s", "val", "acc"]
+    header = ["batch", "size", "lr", "steps", "wall", "s", "items/s", "data", "wait", "val", "acc"]
     assert lines[0].split() == header
-    assert all(len(row.split()) == 6 for row in lines[2:])
+    assert all(len(row.split()) == 7 for row in lines[2:])
 
 
 def test_accuracy_beats_chance_by_far(results: list[demo.RunResult]) -> None:

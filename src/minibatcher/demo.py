@@ -42,6 +42,8 @@ class RunResult:
     seconds: float
     items: int
     accuracy: float
+    data_wait: float | None
+    """Share of the last epoch's training loop spent waiting for batches (``dl.stats``)."""
     train_loss: list[float]
     """Mean training loss of each epoch."""
     val_accuracy: list[float]
@@ -211,7 +213,7 @@ def train(
         log(f"batch size {size:>5}: {epochs} epochs, loss {losses[-1]:.3f}, "
             f"validation accuracy {accuracies[-1]:.1%}")
     return RunResult(size, lr, epochs * steps_per_epoch, seconds, epochs * len(x_train),
-                     accuracies[-1], losses, accuracies)
+                     accuracies[-1], train_dl.stats.loader_share, losses, accuracies)
 
 
 def run_demo(
@@ -248,13 +250,18 @@ def _one_blas_thread() -> Any:
 
 def format_table(results: Sequence[RunResult]) -> str:
     """The comparison table: one row per batch size."""
-    head = f"{'batch size':>10} {'lr':>6} {'steps':>7} {'wall s':>7} {'items/s':>10} {'val acc':>8}"
+    head = (f"{'batch size':>10} {'lr':>6} {'steps':>7} {'wall s':>7} {'items/s':>10} "
+            f"{'data wait':>9} {'val acc':>8}")
     rows = [
         f"{r.batch_size:>10} {r.lr:>6.3g} {r.steps:>7,} {r.seconds:>7.2f} "
-        f"{r.items_per_s:>10,.0f} {r.accuracy:>8.1%}"
+        f"{r.items_per_s:>10,.0f} {_share(r.data_wait):>9} {r.accuracy:>8.1%}"
         for r in results
     ]
     return "\n".join([head, "-" * len(head), *rows])
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def explain(results: Sequence[RunResult]) -> str:
@@ -266,7 +273,9 @@ def explain(results: Sequence[RunResult]) -> str:
     pick = min(good, key=lambda r: r.seconds)
     lines = [
         f"Every run trained {len(results[0].train_loss)} epochs (each item seen as often) from "
-        f"the same initial weights, with lr = min({BASE_LR} x batch size, {MAX_LR}).",
+        f"the same initial weights, with lr = min({BASE_LR} x batch size, {MAX_LR}). "
+        "'data wait' is the share of the last epoch the training loop spent waiting for its "
+        "next batch (the loader's dl.stats).",
     ]
     if len(results) > 1:
         slowest = min(results, key=lambda r: r.items_per_s)
