@@ -24,7 +24,12 @@ SPARSE = 4
 
 
 class Executor(Protocol):
-    """Runs the work of each task and yields ``(seq, batch)``."""
+    """Runs the work of each task and yields ``(seq, batch)``.
+
+    Optional: ``stage_timings() -> dict[str, float]``, the stage timings its workers sampled
+    since the last call (``BatchWork.take_timings`` plus ``"transport"``), for ``dl.stats``;
+    an executor without it shares the loader's ``BatchWork``, whose timings are read directly.
+    """
 
     def run(self, tasks: Iterator[Task]) -> Iterator[Result]:
         """Yield one ``(seq, batch)`` per task; stop when the tasks do."""
