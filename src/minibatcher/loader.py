@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Generic, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
 import numpy as np
 
@@ -36,7 +36,12 @@ from .transport import Executor, InlineExecutor, make_executor
 from .verdict import LoaderFacts
 from .work import BatchWork, Task
 
-T = TypeVar("T")
+if TYPE_CHECKING:  # a default (PEP 696) lets `dl = DataLoader(data)` type-check unannotated
+    from typing_extensions import TypeVar as _TypeVar
+
+    T = _TypeVar("T", default=Any)
+else:
+    T = TypeVar("T")
 
 
 @final

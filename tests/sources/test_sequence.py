@@ -152,7 +152,7 @@ def test_torch_tensor_dataset_batches_are_tuples_of_tensors() -> None:
 def test_torch_map_style_dataset() -> None:
     torch = pytest.importorskip("torch")
 
-    class Squares(torch.utils.data.Dataset):  # type: ignore[misc]
+    class Squares(torch.utils.data.Dataset):  # type: ignore[misc,name-defined]
         def __len__(self) -> int:
             return 5
 

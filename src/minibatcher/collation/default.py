@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from .._typing import Allocator
 from ..errors import CollateError
 
 CollateFn = Callable[[Sequence[Any]], Any]
+RuleT = TypeVar("RuleT", bound=Callable[..., Any])
 Path = tuple[Any, ...]
 
 
@@ -62,17 +63,21 @@ class Collator:
             np.ndarray: cls._arrays,
         }
 
-    def register(
-        self, kind: type, fn: Callable[[Sequence[Any]], Any] | None = None
-    ) -> Any:
-        """Collate items of type ``kind`` (or a subclass) with ``fn(items)``.
+    @overload
+    def register(self, kind: type, fn: None = None) -> Callable[[RuleT], RuleT]: ...
+
+    @overload
+    def register(self, kind: type, fn: RuleT) -> RuleT: ...
+
+    def register(self, kind: type, fn: RuleT | None = None) -> Any:
+        """Collate items of type ``kind`` (or a subclass) with ``fn(items)``; returns ``fn``.
 
         Usable as a decorator: ``@collate.register(MyType)``.
         """
         if not isinstance(kind, type):
             raise TypeError(f"kind must be a type, got {kind!r}")
         if fn is None:
-            def decorator(f: Callable[[Sequence[Any]], Any]) -> Callable[[Sequence[Any]], Any]:
+            def decorator(f: RuleT) -> RuleT:
                 self._registry[kind] = f
                 return f
             return decorator
