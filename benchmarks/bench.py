@@ -10,7 +10,7 @@ Usage::
     .venv/bin/python benchmarks/bench.py              # the full workloads (N = 1,000,000)
     .venv/bin/python benchmarks/bench.py --quick      # N = 200,000, 3 epochs: labelled QUICK
     .venv/bin/python benchmarks/bench.py --only W1,W3 --epochs 7
-    .venv/bin/python benchmarks/bench.py --rounds 3   # each cell 3 times, interleaved: median
+    .venv/bin/python benchmarks/bench.py --rounds 3   # each cell 3 times, interleaved: best
     .venv/bin/python benchmarks/bench.py --cell W2 torch   # one cell, printed as JSON
 
 fastai and grain columns appear only where those packages are installed.
@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -324,8 +323,9 @@ def run_all(
     """Every available cell of every workload, each in its own subprocess.
 
     With ``rounds > 1`` the cells of a workload run in turn, round after round (the order
-    reversed every other round), and each cell reports its median over the rounds: on a shared,
-    noisy machine the competitors then see the same load, and the ratios hold.
+    reversed every other round), and each cell reports its best round (each round being the
+    median of its epochs): on a shared machine whose load comes and goes, every competitor is
+    then measured at its least disturbed, and the ratios hold.
     """
     results: dict[tuple[str, str], float | str] = {}
     for w in workloads:
@@ -343,7 +343,7 @@ def run_all(
                     values[cell.competitor].append(value)
         for name, measured in values.items():
             if measured and (w.id, name) not in results:
-                results[(w.id, name)] = statistics.median(measured)
+                results[(w.id, name)] = max(measured) if w.higher_is_better else min(measured)
     return results
 
 
@@ -360,7 +360,7 @@ def report(
     header = (
         f"minibatcher benchmark, {mode}: warm-up {config.warmup} epoch, median of "
         f"{config.epochs} epochs, each cell in a fresh process"
-        f"{f', median of {rounds} interleaved rounds' if rounds > 1 else ''}. "
+        f"{f', best of {rounds} interleaved rounds' if rounds > 1 else ''}. "
         f"Python {platform.python_version()}, "
         f"NumPy {numpy.__version__}, {os.cpu_count()} CPUs."
     )
@@ -383,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--rounds", type=int, default=1,
-        help="run every cell this many times, interleaved; report the median (noisy machines)",
+        help="run every cell this many times, interleaved; report its best round (noisy machines)",
     )
     parser.add_argument("--only", default=None, help="comma-separated workload ids, e.g. W1,W3")
     parser.add_argument("--cell", nargs=2, metavar=("WORKLOAD", "COMPETITOR"),
