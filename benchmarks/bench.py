@@ -356,7 +356,7 @@ def report(
     """The whole report: header, results table, targets table, import memory."""
     import numpy
 
-    mode = "QUICK (N = 200,000; not comparable to full runs)" if config.quick else "full"
+    mode = "QUICK (smaller N, W1-W3 at 200,000: not comparable)" if config.quick else "full"
     header = (
         f"minibatcher benchmark, {mode}: warm-up {config.warmup} epoch, median of "
         f"{config.epochs} epochs, each cell in a fresh process"
