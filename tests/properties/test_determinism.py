@@ -67,12 +67,12 @@ def test_same_batches_with_thread_workers(
     ],
     ids=["process-1", "process-3", "process-persistent"],
 )
-def test_same_batches_with_process_workers(workers: dict[str, Any]) -> None:
+def test_same_batches_with_process_workers(workers: dict[str, Any], no_leaks: None) -> None:
     assert same_batches(run(23, 99, **workers), run(23, 99))
 
 
 @pytest.mark.timeout(60)
-def test_unordered_workers_deliver_the_same_set_of_batches() -> None:
+def test_unordered_workers_deliver_the_same_set_of_batches(no_leaks: None) -> None:
     ref = run(30, 3)
     got = run(30, 3, num_workers=3, worker_type="thread", in_order=False)
     key = lambda b: tuple(b[0].tolist())  # noqa: E731

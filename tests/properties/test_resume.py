@@ -197,7 +197,7 @@ def slow_identity(item: int) -> int:
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("workers", WORKERS)
-def test_resume_with_workers(workers: dict[str, Any]) -> None:
+def test_resume_with_workers(workers: dict[str, Any], no_leaks: None) -> None:
     if workers.get("in_order", True):
         check_resume(
             lambda: DataLoader(range(17), batch_size=3, shuffle=True, seed=4, **workers),
@@ -223,7 +223,7 @@ def test_resume_with_workers(workers: dict[str, Any]) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_state_moves_between_worker_counts_and_kinds() -> None:
+def test_state_moves_between_worker_counts_and_kinds(no_leaks: None) -> None:
     """A state saved with process workers loads into threads, inline, and back."""
     kw: dict[str, Any] = {"batch_size": 4, "shuffle": True, "seed": 8}
     ref = [b.tolist() for b in DataLoader(range(30), **kw)]
@@ -250,7 +250,7 @@ def test_state_moves_between_worker_counts_and_kinds() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_unordered_state_records_batches_above_the_watermark() -> None:
+def test_unordered_state_records_batches_above_the_watermark(no_leaks: None) -> None:
     """With in_order=False a batch may arrive before a lower one: the state lists it, and the
     resumed loader skips it."""
 
