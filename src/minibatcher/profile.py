@@ -9,12 +9,14 @@ frozen snapshot with counts, per-stage times and a one-line verdict. State: one
 NOTE [ Sampled bookkeeping ]
     W1 of the benchmarks (``range(1_000_000)``, batch_size=64) delivers a batch every ~3-4 us,
     and the bookkeeping must cost under 2% of that: ~70 ns per batch, about one call to
-    ``time.perf_counter``. So the delivery loop does no timing on 15 batches in 16: it tests
-    ``seq & SAMPLE_MASK`` and yields. On the 16th (``seq % 16 == 0``) it calls
-    :meth:`EpochRecorder.ready` before handing the batch over and :meth:`EpochRecorder.resumed`
-    when the consumer asks for the next one: the time in between is the consumer's own work
-    ("between requests"). The consumer's time blocked waiting for data is the rest of the
-    epoch's wall time, so it needs no clock of its own; the first batch (start-up, workers
+    ``time.perf_counter``. So the delivery loop does no timing on most batches: it compares
+    ``seq < sample_at`` (an integer comparison CPython specialises: no object is made) and
+    yields. On a sampled batch it calls :meth:`EpochRecorder.ready` before handing the batch
+    over and :meth:`EpochRecorder.resumed` when the consumer asks for the next one: the time in
+    between is the consumer's own work ("between requests"); the next batch is then sampled
+    too, and the time until it is ready is the consumer's wait. One pair in 16 batches for the
+    first 16 pairs, then one in 64 (each weighing 4). The two sides are scaled to the batches
+    delivered and then to the wall time they share; the first batch (start-up, workers
     included) is timed on its own.
 
     ``BatchWork`` times its stages on one batch in 16 too (``BatchWork.timed``), in the worker
@@ -29,9 +31,9 @@ NOTE [ Sampled bookkeeping ]
     Counts come for free: the number of batches delivered is the loader's resume counter
     (``state.Progress``, kept per batch anyway); items are ``batches * batch_size`` with the
     last batch measured once when the epoch ends. Where batch sizes vary (a user's
-    ``batch_sampler``) or batches arrive out of order (``in_order=False``), the mask is 0: every
-    batch goes through :meth:`EpochRecorder.ready`, which then counts its items: exact, at a
-    cost (~1 us a batch) that those configurations' own overhead dwarfs.
+    ``batch_sampler``) or batches arrive out of order (``in_order=False``), ``sample_at`` is
+    -1: every batch goes through :meth:`EpochRecorder.ready`, which then counts its items:
+    exact, at a cost (~1 us a batch) that those configurations' own overhead dwarfs.
 
     Sampled means are scaled to totals by ``batches / samples``: an estimate, exact in the
     long run for steady loops, and marked ``~`` when printed.
@@ -80,7 +82,7 @@ class EpochRecorder:
     """The timings and counts of one epoch, written by the loader's delivery loop.
 
     ``delivered`` reads the number of batches the user has received (the resume counter).
-    ``batch_size`` is None where sizes vary: then ``sample_mask`` is 0, :meth:`ready` is called
+    ``batch_size`` is None where sizes vary: then ``sample_at`` is -1, :meth:`ready` is called
     for every batch and counts items itself.
     """
 
@@ -92,10 +94,12 @@ class EpochRecorder:
         "epoch",
         "executor",
         "first_batch_s",
+        "interval",
         "items",
         "last_len",
-        "regular_mask",
-        "sample_mask",
+        "lead_seq",
+        "leading",
+        "sample_at",
         "stages",
         "start",
         "t_asked",
@@ -119,7 +123,11 @@ class EpochRecorder:
         self.start = start
         self.delivered = delivered
         self.batch_size = batch_size
-        self.sample_mask = self.regular_mask = SAMPLE_MASK if batch_size is not None else 0
+        self.interval = SAMPLE_EVERY if batch_size is not None else 0
+        self.sample_at = start if batch_size is not None else -1
+        """The loop samples the batches ``seq >= sample_at``; -1: all of them."""
+        self.leading = True
+        self.lead_seq = start
         self.executor = executor
         self.items = 0  # counted only where sizes vary
         self.last_len: int | None = None
@@ -146,28 +154,32 @@ class EpochRecorder:
         if self.batch_size is None:
             self.items += batch_length(batch) or 1
 
-    def resumed(self) -> None:
-        """The consumer asks for the next batch: the time since :meth:`ready` was its own.
+    def resumed(self, seq: int) -> int:
+        """The consumer asks for the batch after ``seq``: the time since :meth:`ready` was its
+        own. Returns the next batch number to sample (the loop samples ``seq >= sample_at``).
 
-        The loop reads ``sample_mask`` again after each sample: 0 after a sample, so that the
-        next batch is sampled too (its wait is timed from now), then the regular mask, which
-        widens after ``DENSE_SAMPLES`` samples (each later sample weighing ``SPARSE``).
+        After a sample, the next batch is sampled too: its wait is timed from now. Then the
+        next sample is ``SAMPLE_EVERY`` batches on, ``SAMPLE_EVERY * SPARSE`` after
+        ``DENSE_SAMPLES`` samples (each later sample weighing ``SPARSE``).
         """
         now = perf_counter()
         weight = self.weight
         self.between_s += (now - self.t_yield) * weight
         self.between_n += weight
-        if self.regular_mask == 0:  # every batch is sampled anyway
-            self.t_asked = now
-            return
-        if self.sample_mask:  # a sample: time the wait for the next batch
-            self.t_asked = now
-            self.sample_mask = 0
-            return
-        self.sample_mask = self.regular_mask  # that was the following batch
+        self.t_asked = now
+        if not self.interval:  # every batch is sampled
+            return -1
+        if self.leading:  # time the wait for the next batch
+            self.leading = False
+            self.lead_seq = seq
+            return seq + 1
+        self.t_asked = 0.0
+        self.leading = True
         if self.between_n >= 2 * DENSE_SAMPLES and weight == 1:
             self.weight = SPARSE
-            self.sample_mask = self.regular_mask = SAMPLE_EVERY * SPARSE - 1
+            self.interval = SAMPLE_EVERY * SPARSE
+        self.sample_at = self.lead_seq + self.interval
+        return self.sample_at
 
     def end(self, last_batch: Any) -> None:
         """The epoch's loop is over (finished, left or failed); ``last_batch`` came last."""
