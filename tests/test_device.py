@@ -11,7 +11,10 @@ torch = pytest.importorskip("torch")
 
 
 def test_device_cpu_gives_torch_tensors_with_the_same_values() -> None:
-    data = {"x": np.arange(20, dtype=np.float32).reshape(10, 2), "name": [str(i) for i in range(10)]}
+    data = {
+        "x": np.arange(20, dtype=np.float32).reshape(10, 2),
+        "name": [str(i) for i in range(10)],
+    }
     plain = list(DataLoader(data, 4, shuffle=True, seed=3))
     moved = list(DataLoader(data, 4, shuffle=True, seed=3, device="cpu"))
     assert len(plain) == len(moved) == 3
