@@ -14,15 +14,16 @@ NOTE [ Sampled bookkeeping ]
     yields. On a sampled batch it calls :meth:`EpochRecorder.ready` before handing the batch
     over and :meth:`EpochRecorder.resumed` when the consumer asks for the next one: the time in
     between is the consumer's own work ("between requests"); the next batch is then sampled
-    too, and the time until it is ready is the consumer's wait. One pair in 16 batches for the
-    first 16 pairs, then one in 64 (each weighing 4). The two sides are scaled to the batches
-    delivered and then to the wall time they share; the first batch (start-up, workers
-    included) is timed on its own.
+    too, and the time until it is ready is the consumer's wait. Pairs start 4 batches apart,
+    the interval doubling every 8 pairs up to 64 (``transport.executor.sample_interval``):
+    short epochs get enough samples, long ones pay for few. Each sample weighs the batches it
+    stands for; the two sides are scaled to the batches delivered and then to the wall time
+    they share; the first batch (start-up, workers included) is timed on its own.
 
-    ``BatchWork`` times its stages on one batch in 16 too (``BatchWork.timed``), in the worker
-    that runs it. The inline executor calls ``timed`` on the first task of every 16 and
-    ``untimed`` on the 15 others, which it takes through ``itertools.islice``: no per-batch
-    test at all. Worker executors call the work itself, whose ``__call__`` tests
+    ``BatchWork`` times its stages on the same schedule (``BatchWork.timed``), in the worker
+    that runs it. The inline executor calls ``timed`` on the first task of each interval and
+    ``untimed`` on the others, which it takes through ``itertools.islice``: no per-batch test
+    at all. Worker executors call the work itself, whose ``__call__`` tests
     ``seq % 16 == 0`` (a few nanoseconds against the cost of moving a batch between workers).
     Thread executors share the loader's ``BatchWork``; process executors return
     ``BatchWork.take_timings()`` through an optional ``stage_timings()`` method, with
@@ -46,15 +47,12 @@ from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
+from .transport.executor import sample_interval
 from .verdict import LoaderFacts, verdict
 from .work import STAGES
 
 SAMPLE_EVERY = 16
-"""One batch in ``SAMPLE_EVERY`` is timed (a power of two, see NOTE [ Sampled bookkeeping ])..."""
-SAMPLE_MASK = SAMPLE_EVERY - 1
-DENSE_SAMPLES = 16
-"""...for this many samples, then one in ``SAMPLE_EVERY * SPARSE``, each weighing ``SPARSE``."""
-SPARSE = 4
+"""Worker executors time the stages of one batch in 16 (``BatchWork.__call__``)."""
 
 
 def batch_length(batch: Any) -> int | None:
@@ -99,6 +97,7 @@ class EpochRecorder:
         "last_len",
         "lead_seq",
         "leading",
+        "pairs",
         "sample_at",
         "stages",
         "start",
@@ -108,7 +107,6 @@ class EpochRecorder:
         "t_yield",
         "wait_n",
         "wait_s",
-        "weight",
     )
 
     def __init__(
@@ -123,7 +121,8 @@ class EpochRecorder:
         self.start = start
         self.delivered = delivered
         self.batch_size = batch_size
-        self.interval = SAMPLE_EVERY if batch_size is not None else 0
+        self.interval = sample_interval(0) if batch_size is not None else 0
+        self.pairs = 0
         self.sample_at = start if batch_size is not None else -1
         """The loop samples the batches ``seq >= sample_at``; -1: all of them."""
         self.leading = True
@@ -133,7 +132,6 @@ class EpochRecorder:
         self.last_len: int | None = None
         self.between_s = self.wait_s = self.t_asked = 0.0
         self.between_n = self.wait_n = 0  # samples, each weighing ``weight`` batches
-        self.weight = 1
         self.first_batch_s: float | None = None
         self.stages: dict[str, float] = dict.fromkeys(
             ("samples", *STAGES, "transport", "transport_samples"), 0.0
@@ -148,8 +146,9 @@ class EpochRecorder:
         if seq == self.start:
             self.first_batch_s = now - self.t_begin
         elif self.t_asked:  # the batch after a sampled one: the loop waited since it asked
-            self.wait_s += (now - self.t_asked) * self.weight
-            self.wait_n += self.weight
+            weight = self.interval or 1
+            self.wait_s += (now - self.t_asked) * weight
+            self.wait_n += weight
         self.t_asked = 0.0
         if self.batch_size is None:
             self.items += batch_length(batch) or 1
@@ -158,12 +157,12 @@ class EpochRecorder:
         """The consumer asks for the batch after ``seq``: the time since :meth:`ready` was its
         own. Returns the next batch number to sample (the loop samples ``seq >= sample_at``).
 
-        After a sample, the next batch is sampled too: its wait is timed from now. Then the
-        next sample is ``SAMPLE_EVERY`` batches on, ``SAMPLE_EVERY * SPARSE`` after
-        ``DENSE_SAMPLES`` samples (each later sample weighing ``SPARSE``).
+        After a sample, the next batch is sampled too: its wait is timed from now. The next
+        pair starts ``interval`` batches after this one (``sample_interval``: 4, 8, 16, 32,
+        then 64), and each sample weighs the batches its pair stands for.
         """
         now = perf_counter()
-        weight = self.weight
+        weight = self.interval or 1
         self.between_s += (now - self.t_yield) * weight
         self.between_n += weight
         self.t_asked = now
@@ -175,10 +174,9 @@ class EpochRecorder:
             return seq + 1
         self.t_asked = 0.0
         self.leading = True
-        if self.between_n >= 2 * DENSE_SAMPLES and weight == 1:
-            self.weight = SPARSE
-            self.interval = SAMPLE_EVERY * SPARSE
         self.sample_at = self.lead_seq + self.interval
+        self.pairs += 1
+        self.interval = sample_interval(self.pairs)
         return self.sample_at
 
     def end(self, last_batch: Any) -> None:
@@ -208,10 +206,10 @@ class EpochRecorder:
 class LoaderStats:
     """What the loader delivered in its latest epoch and where the time went.
 
-    Times are seconds for the whole epoch so far. ``between`` is estimated from one batch in 16
-    and ``waiting`` is the rest of the wall time (see NOTE [ Sampled bookkeeping ] in
-    ``profile.py``); stage times are estimated from the same batches and summed over workers,
-    so with workers they may exceed the wall time.
+    Times are seconds for the whole epoch so far. ``waiting`` and ``between`` are estimated
+    from a sample of batches and scaled to share the wall time (see NOTE [ Sampled
+    bookkeeping ] in ``profile.py``); stage times are estimated from sampled batches too and
+    summed over workers, so with workers they may exceed the wall time.
     """
 
     epoch: int | None
@@ -357,7 +355,7 @@ class Profiler:
         for name in (*STAGES, "transport"):
             count = rec.stages.get("transport_samples" if name == "transport" else "samples", 0.0)
             stages[name] = rec.stages.get(name, 0.0) / count * batches if count else 0.0
-        judged = rec.between_n > 1 and batches > SAMPLE_EVERY
+        judged = rec.wait_n > 0 and batches >= 8
         return LoaderStats(
             epoch=rec.epoch,
             batches=batches,

@@ -14,7 +14,7 @@ from typing import Any
 
 from .work import STAGES
 
-SAMPLE_NOTE = "one batch in 16 is timed"
+SAMPLE_NOTE = "a sample of batches is timed"
 CHEAP_BATCH_S = 100e-6
 """Batches loaded faster than this are too cheap for workers to speed up."""
 LOADER_BOUND_SHARE = 0.10

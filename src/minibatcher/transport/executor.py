@@ -17,10 +17,20 @@ from .._typing import Allocator
 Task = tuple[Any, ...]
 Result = tuple[int, Any]
 
-DENSE_SAMPLES = 16
-"""The inline executor times the stages of 1 batch in 16 for this many samples..."""
-SPARSE = 4
-"""...then of 1 batch in 64 (each sample then weighing 4): cheaper on long epochs."""
+SAMPLE_FIRST_EVERY = 4
+"""The inline executor times the stages of the first task of every 4 at first (``dl.stats``),"""
+SAMPLE_DOUBLING = 8
+"""doubles that interval after every 8 samples,"""
+SAMPLE_MAX_EVERY = 64
+"""up to one task in 64; each sample weighs the tasks it stands for."""
+
+
+def sample_interval(samples: int) -> int:
+    """The interval after ``samples`` samples: 4, then 8, 16, 32 (8 samples each), then 64.
+
+    Short epochs get enough samples, long ones pay for few (NOTE [ Sampled bookkeeping ] in
+    ``profile.py``)."""
+    return min(SAMPLE_FIRST_EVERY << (samples // SAMPLE_DOUBLING), SAMPLE_MAX_EVERY)
 
 
 class Executor(Protocol):
@@ -52,15 +62,14 @@ class InlineExecutor:
         allocate = self.allocate
         every = getattr(work, "stage_sample_every", 0)
         if every:
-            # BatchWork: time the stages of the first task of every ``every`` (``timed``), then
-            # of every ``SPARSE * every`` after ``DENSE_SAMPLES`` samples; the others come
-            # through ``islice`` and pay no per-batch test (NOTE in profile.py).
+            # BatchWork: time the stages of the first task of every ``sample_interval`` tasks
+            # (``timed``); the others come through ``islice`` and pay no per-batch test.
             timed, untimed = work.timed, work.untimed  # type: ignore[attr-defined]
             tasks = iter(tasks)
             for samples, task in enumerate(tasks):
-                weight = 1 if samples < DENSE_SAMPLES else SPARSE
-                yield task[1], timed(task, allocate, weight)
-                for task in itertools.islice(tasks, every * weight - 1):  # the same iterator
+                interval = sample_interval(samples)
+                yield task[1], timed(task, allocate, interval)
+                for task in itertools.islice(tasks, interval - 1):  # the same iterator
                     yield task[1], untimed(task, allocate)
         elif allocate is None:
             for task in tasks:
