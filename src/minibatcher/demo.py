@@ -43,7 +43,7 @@ class RunResult:
     items: int
     accuracy: float
     data_wait: float | None
-    """Share of the last epoch's training loop spent waiting for batches (``dl.stats``)."""
+    """Share of the training loop's time spent waiting for batches (``dl.stats``)."""
     train_loss: list[float]
     """Mean training loss of each epoch."""
     val_accuracy: list[float]
@@ -194,13 +194,14 @@ def train(
     bar = _bar(epochs * steps_per_epoch, f"batch size {size:>5}", progress)
     losses: list[float] = []
     accuracies: list[float] = []
-    seconds = 0.0
+    seconds = waited = 0.0
     for _ in range(epochs):
         start = time.perf_counter()
         total = 0.0
         for batch in train_dl:
             total += model.step(batch["x"], batch["y"], lr)
         seconds += time.perf_counter() - start
+        waited += train_dl.stats.waiting
         losses.append(total / steps_per_epoch)
         correct = sum(int((model.logits(b["x"]).argmax(1) == b["y"]).sum()) for b in val_dl)
         accuracies.append(correct / len(y_val))
@@ -213,7 +214,8 @@ def train(
         log(f"batch size {size:>5}: {epochs} epochs, loss {losses[-1]:.3f}, "
             f"validation accuracy {accuracies[-1]:.1%}")
     return RunResult(size, lr, epochs * steps_per_epoch, seconds, epochs * len(x_train),
-                     accuracies[-1], train_dl.stats.loader_share, losses, accuracies)
+                     accuracies[-1], waited / seconds if seconds > 0 else None, losses,
+                     accuracies)
 
 
 def run_demo(
@@ -274,8 +276,8 @@ def explain(results: Sequence[RunResult]) -> str:
     lines = [
         f"Every run trained {len(results[0].train_loss)} epochs (each item seen as often) from "
         f"the same initial weights, with lr = min({BASE_LR} x batch size, {MAX_LR}). "
-        "'data wait' is the share of the last epoch the training loop spent waiting for its "
-        "next batch (the loader's dl.stats).",
+        "'data wait' is the share of the training time spent waiting for the next batch (the "
+        "loader's dl.stats).",
     ]
     if len(results) > 1:
         slowest = min(results, key=lambda r: r.items_per_s)
