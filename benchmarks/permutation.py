@@ -15,8 +15,8 @@ one pays per index read, holds nothing, and can start anywhere in the epoch at o
 - ``lazy, first batch``: time to the first batch (a resumed or sharded epoch starts here).
 
 Memory is the peak of NumPy allocations seen by ``tracemalloc`` in one extra run of the row
-(not timed). Timings are the median of ``--repeats`` untraced runs; machines are shared and
-noisy, so read the ratios.
+(not timed). Timings are the median of ``--repeats`` untraced rounds, each round running every
+row in turn; machines are shared and noisy, so read the ratios.
 """
 
 from __future__ import annotations
@@ -33,19 +33,13 @@ from minibatcher.samplers import LazyPermutation
 from minibatcher.samplers.shard import ReadAhead
 
 
-def measure(fn: Callable[[], object], repeats: int) -> tuple[float, int]:
-    """Median seconds of ``fn`` (untraced), and the peak traced bytes of one more, traced run
-    (tracing slows every allocation, so it never runs while timing)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+def peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak traced bytes of one run of ``fn`` (tracing slows every allocation: never timed)."""
     tracemalloc.start()
     fn()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return statistics.median(times), peak
+    return peak
 
 
 def main() -> None:
@@ -87,19 +81,26 @@ def main() -> None:
             batch,
         ),
     ]
-    base_per_index = None
-    print(f"n = {n:,} items, batch = {batch}, median of {repeats} runs\n")
+    # Rounds run every row once, in turn, so a load change on a shared machine hits all rows.
+    times: list[list[float]] = [[] for _ in rows]
+    for _ in range(repeats):
+        for i, (_, fn, _) in enumerate(rows):
+            start = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - start)
+    print(f"n = {n:,} items, batch = {batch}, median of {repeats} interleaved rounds\n")
     header = f"{'method':<44} {'total s':>9} {'ns/index':>9} {'x numpy':>8} {'peak MiB':>9}"
     print(header)
     print("-" * len(header))
-    for name, fn, count in rows:
-        seconds, peak = measure(fn, repeats)
+    base_per_index = None
+    for (name, fn, count), runs in zip(rows, times, strict=True):
+        seconds = statistics.median(runs)
         per_index = seconds / count * 1e9
         if base_per_index is None:
             base_per_index = per_index
         print(
             f"{name:<44} {seconds:>9.4f} {per_index:>9.1f} {per_index / base_per_index:>8.2f} "
-            f"{peak / 2**20:>9.2f}"
+            f"{peak_bytes(fn) / 2**20:>9.2f}"
         )
 
 
