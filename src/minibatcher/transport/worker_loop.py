@@ -41,6 +41,29 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+MALLOC_MMAP_THRESHOLD = 32 << 20
+"""In workers (glibc): allocations below this come from the heap, not from fresh mmaps."""
+MALLOC_TRIM_THRESHOLD = 64 << 20
+"""In workers (glibc): freed heap memory up to this much is kept for reuse, not returned."""
+
+
+def keep_freed_memory() -> None:
+    """glibc: stop the per-batch churn of mid-size allocations (a worker's hot loop).
+
+    A dataset that makes, say, a 150 KB image per item gets each from a fresh ``mmap`` (glibc's
+    threshold starts at 128 KB) or from a heap top that glibc trims after every batch: either
+    way every item page-faults and is zeroed again (W5 measured ~0.3 ms an item, ~20x the
+    memset itself). Fixed thresholds make the worker reuse freed memory; the cost is that a
+    worker keeps up to :data:`MALLOC_TRIM_THRESHOLD` of freed heap.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, MALLOC_MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, MALLOC_TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
+
+
 def _read_tasks(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
     """Drain the task pipe; EOF means the main process closed us or died: exit now."""
     try:
@@ -60,6 +83,7 @@ def worker_main(
     if parent is not None and os.getppid() != parent:
         os._exit(0)  # the parent died before prctl took effect
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    keep_freed_memory()
     for fd in inherited:
         with contextlib.suppress(OSError):
             os.close(fd)
