@@ -8,7 +8,14 @@ import pytest
 
 from minibatcher import DataLoader
 
-pytest.importorskip("tqdm")
+tqdm = pytest.importorskip("tqdm")
+
+
+@pytest.fixture(autouse=True)
+def _no_tqdm_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tqdm's monitor thread would outlive the test; a live thread changes the default start
+    method of process workers in later tests (fork is avoided once threads run)."""
+    monkeypatch.setattr(tqdm.tqdm, "monitor_interval", 0)
 
 
 def test_bar_per_epoch_same_batches(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ NOTE [ Sampled bookkeeping ]
     over and :meth:`EpochRecorder.resumed` when the consumer asks for the next one: the time in
     between is the consumer's own work ("between requests"); the next batch is then sampled
     too, and the time until it is ready is the consumer's wait. Pairs start 4 batches apart,
-    the interval doubling every 8 pairs up to 64 (``transport.executor.sample_interval``):
+    the interval doubling every 8 pairs up to 256 (``transport.executor.sample_interval``):
     short epochs get enough samples, long ones pay for few. Each sample weighs the batches it
     stands for; the two sides are scaled to the batches delivered and then to the wall time
     they share; the first batch (start-up, workers included) is timed on its own.
@@ -158,8 +158,8 @@ class EpochRecorder:
         own. Returns the next batch number to sample (the loop samples ``seq >= sample_at``).
 
         After a sample, the next batch is sampled too: its wait is timed from now. The next
-        pair starts ``interval`` batches after this one (``sample_interval``: 4, 8, 16, 32,
-        then 64), and each sample weighs the batches its pair stands for.
+        pair starts ``interval`` batches after this one (``sample_interval``: 4, 8, ..., 128,
+        then 256), and each sample weighs the batches its pair stands for.
         """
         now = perf_counter()
         weight = self.interval or 1

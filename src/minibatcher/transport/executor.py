@@ -21,12 +21,12 @@ SAMPLE_FIRST_EVERY = 4
 """The inline executor times the stages of the first task of every 4 at first (``dl.stats``),"""
 SAMPLE_DOUBLING = 8
 """doubles that interval after every 8 samples,"""
-SAMPLE_MAX_EVERY = 64
-"""up to one task in 64; each sample weighs the tasks it stands for."""
+SAMPLE_MAX_EVERY = 256
+"""up to one task in 256; each sample weighs the tasks it stands for."""
 
 
 def sample_interval(samples: int) -> int:
-    """The interval after ``samples`` samples: 4, then 8, 16, 32 (8 samples each), then 64.
+    """The interval after ``samples`` samples: 4, then 8, 16, ..., 128 (8 samples each), then 256.
 
     Short epochs get enough samples, long ones pay for few (NOTE [ Sampled bookkeeping ] in
     ``profile.py``)."""
