@@ -38,6 +38,11 @@ NOTE [ Sampled bookkeeping ]
 
     Sampled means are scaled to totals by ``batches / samples``: an estimate, exact in the
     long run for steady loops, and marked ``~`` when printed.
+
+    Measured on W1 (2026-11-26, 2 cores, Python 3.11): the same code with and without this
+    bookkeeping, one epoch of 15,625 batches under ``valgrind --tool=callgrind``: 271.0M
+    against 268.1M instructions, +185 per batch (+1.1%); in time, 60 alternating epochs in one
+    process: median CPU time +0.3%, minimum -1.2% (within the noise of a shared machine).
 """
 
 from __future__ import annotations
