@@ -15,8 +15,9 @@ batch between workers would cost more (under ``CHEAP_BATCH_S``), workers are not
 A candidate must beat the simpler ones by ``MARGIN`` to be chosen: a measurement of a few batches
 is noisy, and inline loading costs no processes, no memory and no start-up.
 
-Streams (data without ``len()``) are not measured: trying them would read the data, and a
-generator can be read once. "auto" then means ``num_workers=0``.
+The trials run once, when the first epoch starts (``dl.stats.autotune`` lists them); their time
+is not part of that epoch's figures. Streams (data without ``len()``) are not measured: trying
+them would read the data, and a generator can be read once. "auto" then means 0 workers.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from .transport import Executor
 TRIAL_BATCHES = 12
 """Batches measured per candidate (plus one per worker: see :func:`measure`)."""
 TRIAL_BUDGET_S = 0.5
-"""Inline batches slower than this make the trials use fewer batches (at least 3)."""
+"""A trial that would take longer inline is cut to fewer batches (keeping 3 more than the
+largest number of workers): each trial takes about this long at most."""
 CHEAP_BATCH_S = 200e-6
 """Inline batches faster than this are not worth sending to workers."""
 MARGIN = 1.10
