@@ -96,6 +96,16 @@ def test_counts_during_an_epoch_and_after_leaving_it() -> None:
     assert (dl.stats.batches, dl.stats.items) == (25, 250)
 
 
+def test_one_batch_is_not_an_epoch() -> None:
+    """one_batch() changes neither the epoch nor the stats."""
+    dl = DataLoader(range(50), batch_size=20, shuffle=True, seed=1)
+    dl.one_batch()
+    assert dl.stats.epoch is None
+    list(dl)
+    dl.one_batch()
+    assert (dl.stats.epoch, dl.stats.batches, dl.stats.total_batches) == (0, 3, 3)
+
+
 def test_totals_over_epochs() -> None:
     """total_* add up every epoch; the other figures are the latest epoch's."""
     dl = DataLoader(range(50), batch_size=20, shuffle=True, seed=1)

@@ -295,13 +295,14 @@ class DataLoader(Generic[T]):
         self, epoch: int, start: int, progress: _state.Progress | None = None
     ) -> Iterator[Any]:
         """Run the epoch from batch ``start``; ``progress`` records what the user received."""
+        peek = progress is None  # one_batch(): not an epoch, not counted in dl.stats
         if progress is None:
             progress = _state.Progress(epoch, start)
         executor = self._executor()
         finish = self._finish_in_main
         rec = self._profiler.begin(
             epoch, start, lambda: progress.next_batch + len(progress.above),
-            regular_batch_size(self.options), executor, self.work,
+            regular_batch_size(self.options), executor, self.work, keep=not peek,
         )
         sample_at = rec.sample_at
         batch = None
@@ -329,7 +330,8 @@ class DataLoader(Generic[T]):
             progress.finished = True
         finally:
             rec.end(batch)
-            self._profiler.collect(self.work, ended=True)
+            if not peek:
+                self._profiler.collect(self.work, ended=True)
             if executor is not self._workers:  # persistent workers outlive the epoch
                 executor.close()
 

@@ -301,8 +301,12 @@ class Profiler:
         batch_size: int | None,
         executor: Any,
         work: Any,
+        keep: bool = True,
     ) -> EpochRecorder:
-        """Start recording an epoch (the previous one's counts go into the totals)."""
+        """Start recording an epoch (the previous one's counts go into the totals); with
+        ``keep=False`` (``one_batch()``), a recorder that ``dl.stats`` never sees."""
+        if not keep:
+            return EpochRecorder(epoch, start, delivered, batch_size, repr(executor))
         previous = self.current
         if previous is not None:
             batches, items = previous.counts()
