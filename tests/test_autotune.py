@@ -131,7 +131,8 @@ def test_cpu_bound_data_picks_processes(no_leaks: None) -> None:
     if _busy():
         pytest.skip(f"the machine is busy (load {os.getloadavg()[0]:.1f} on {CPUS} CPUs): "
                     "a second process gets no CPU of its own to win with")
-    auto = DataLoader(CpuBound(4000), batch_size=8, num_workers="auto")  # 500 batches: start-up amortised
+    # 500 batches per epoch: the workers' start-up is amortised, as in real training.
+    auto = DataLoader(CpuBound(4000), batch_size=8, num_workers="auto")
     next(iter(auto))
     report = auto.stats.autotune or ""
     assert "processes)" in report.split(";")[0], report
