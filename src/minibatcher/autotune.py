@@ -216,7 +216,7 @@ def tune_loader(loader: Any) -> Choice:
         epoch_batches: int | None = len(loader)
     except TypeError:
         epoch_batches = None
-    tasks = loader._tasks(loader.epoch, 0)
+    tasks = loader._planner.tasks(loader.epoch, 0)
     try:
         return choose(make, tasks, epoch_batches=epoch_batches, persistent=opts.persistent_workers)
     finally:

@@ -12,7 +12,6 @@ are the same whatever the number or kind of workers.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
@@ -20,21 +19,18 @@ import numpy as np
 
 from . import autotune
 from . import state as _state
-from ._seed import BUFFER_STREAM, generator
 from .collation import check_output, converter
 from .device import DeviceTransfer
 from .distributed import resolve_seed, resolve_shard
 from .errors import ConfigError
 from .options import LoaderOptions
+from .plan import Planner, length_or_none
 from .profile import LoaderStats, Profiler, regular_batch_size
 from .progress import progress_bar, require_tqdm
-from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler
-from .samplers.batch import EpochPlan, IterablePlan, SlicedPlan, batch_count, chunked
-from .samplers.shard import Domain, shard_iter, shard_length, shard_order
-from .sources import IndexedSource, StreamSource, as_source, shuffle_buffer
+from .sources import IndexedSource, StreamSource, as_source
 from .transport import Executor, InlineExecutor, make_executor
 from .verdict import LoaderFacts
-from .work import BatchWork, Task
+from .work import BatchWork
 
 if TYPE_CHECKING:  # a default (PEP 696) lets `dl = DataLoader(data)` type-check unannotated
     from typing_extensions import TypeVar as _TypeVar
@@ -166,7 +162,10 @@ class DataLoader(Generic[T]):
         """This rank's place among the ranks (None: no sharding), resolved once."""
         self.seed: int = resolve_seed(seed, self._shard)
         """The seed of every random choice: pass it back as ``seed=`` to replay a run."""
-        self._sampler = self._resolve_sampler()
+        self._planner = Planner(
+            self.source, self.options, self.seed, self._shard, type(data).__name__
+        )
+        """Decides every batch of every epoch (see plan.py)."""
         self.work = BatchWork(
             self.source if isinstance(self.source, IndexedSource) else None,
             seed=self.seed,
@@ -198,74 +197,13 @@ class DataLoader(Generic[T]):
         """Whether the last partial batch is dropped."""
         return self.options.drop_last
 
-    def _resolve_sampler(self) -> Any:
-        """Our Sampler (sliced), the user's iterable (iterated), or None for streams."""
-        opts = self.options
-        if isinstance(self.source, StreamSource):
-            for name in ("sampler", "batch_sampler"):
-                if getattr(opts, name) is not None:
-                    raise ConfigError(
-                        f"{name} needs data with len() and indexing; got "
-                        f"{type(self.dataset).__name__}, which can only be iterated"
-                    )
-            return None
-        if opts.batch_sampler is not None:
-            return opts.batch_sampler
-        if opts.sampler is not None:
-            return opts.sampler
-        n = len(self.source)
-        return RandomSampler(n) if opts.shuffle else SequentialSampler(n)
-
-    def _sliced(self) -> tuple[Sampler, int, bool] | None:
-        """``(sampler, batch_size, drop_last)`` when the batches are slices of our own order."""
-        sampler, opts = self._sampler, self.options
-        if isinstance(sampler, BatchSampler) and isinstance(sampler.sampler, Sampler):
-            return sampler.sampler, sampler.batch_size, sampler.drop_last
-        if isinstance(sampler, Sampler) and opts.batch_sampler is None:
-            return sampler, opts.batch_size or 1, opts.drop_last
-        return None
-
-    def _plan(self, epoch: int, domain: Domain | None = None) -> EpochPlan:
-        """The batches of ``epoch``: this rank's share (of ``domain``, after an elastic resume)."""
-        opts = self.options
-        sampler = self._sampler
-        n = len(self.source)
-        spec = self._shard
-        sliced = self._sliced()
-        if sliced is not None:
-            sampler, size, drop_last = sliced
-            _check_range(sampler, n)
-            seed = self.seed if sampler.seed is None else sampler.seed
-            order = shard_order(sampler.order(seed, epoch), spec, domain)
-            return SlicedPlan(order, size, drop_last)
-        if opts.batch_sampler is not None:
-            batches = _with_epoch(sampler, epoch)
-            count = shard_length(_length(sampler), spec)
-            return IterablePlan(batches if spec is None else shard_iter(batches, spec), n, count)
-        size, drop_last = opts.batch_size or 1, opts.drop_last
-        indices = _with_epoch(sampler, epoch)
-        length = shard_length(_length(sampler), spec)
-        count = None if length is None else batch_count(length, size, drop_last)
-        if spec is not None:
-            indices = shard_iter(indices, spec)
-        return IterablePlan(chunked(indices, size, drop_last), n, count)
-
     # -- epochs --------------------------------------------------------------------------
     def __len__(self) -> int:
         """The number of batches per epoch (``drop_last`` respected)."""
-        if isinstance(self.source, StreamSource):
-            if self.source.length is None:
-                raise TypeError(
-                    f"len() of a DataLoader over {type(self.dataset).__name__} is unknown: the "
-                    "data has no len() (it is read as a stream)"
-                )
-            length = shard_length(self.source.length, self._shard)
-            assert length is not None
-            if self.options.batch_size is None:
-                return length
-            return batch_count(length, self.options.batch_size, self.drop_last)
         resume = self._resume
-        return len(self._plan(self._next_epoch, None if resume is None else resume.domain))
+        return self._planner.num_batches(
+            self._next_epoch, None if resume is None else resume.domain
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``iter()`` epoch ``epoch`` (later ones follow from it)."""
@@ -278,7 +216,7 @@ class DataLoader(Generic[T]):
             self._resume = None
 
     def __iter__(self) -> Iterator[T]:
-        total = _length(self) if self.options.progress else None  # before the epoch advances
+        total = length_or_none(self) if self.options.progress else None  # before the epoch advances
         epoch = self._next_epoch
         self.epoch = epoch
         self._next_epoch = epoch + 1
@@ -307,7 +245,9 @@ class DataLoader(Generic[T]):
         sample_at = rec.sample_at
         batch = None
         try:
-            tasks = self._tasks(epoch, start, progress.domain, frozenset(progress.above), progress)
+            tasks = self._planner.tasks(
+                epoch, start, progress.domain, frozenset(progress.above), progress
+            )
             results = executor.run(tasks)
             if self._device is not None:
                 results = self._device.run(results)
@@ -405,78 +345,6 @@ class DataLoader(Generic[T]):
 
         return finish
 
-    def _tasks(
-        self,
-        epoch: int,
-        start: int,
-        domain: Domain | None = None,
-        skip: frozenset[int] = frozenset(),
-        progress: _state.Progress | None = None,
-    ) -> Iterator[Task]:
-        """The tasks ``(epoch, seq, keys, items)`` from batch ``start`` on, less ``skip``."""
-        if isinstance(self.source, StreamSource):
-            yield from self._stream_tasks(epoch, start, skip, progress)
-            return
-        plan = self._plan(epoch, domain)
-        batches: Iterator[tuple[int, Any]] = enumerate(plan.batches(start), start)
-        if skip:  # a resumed epoch whose batches were handed over out of order
-            batches = ((seq, keys) for seq, keys in batches if seq not in skip)
-        for seq, keys in batches:
-            yield (epoch, seq, keys, None)
-
-    def _stream_tasks(
-        self,
-        epoch: int,
-        start: int,
-        skip: frozenset[int] = frozenset(),
-        progress: _state.Progress | None = None,
-    ) -> Iterator[Task]:
-        """Read the stream in the main process. Resuming re-reads and skips the consumed items,
-        unless the data has its own ``state_dict()`` (no shuffle buffer, no sharding): then it
-        restarts from its saved state, and each batch's source state is kept until delivered."""
-        source = self.source
-        assert isinstance(source, StreamSource)
-        stateful = progress is not None and self._stateful_stream
-        saved = progress.source_state if stateful and start > 0 else None  # type: ignore[union-attr]
-        if saved is not None:
-            source.data.load_state_dict(saved["state"])  # type: ignore[attr-defined]
-        pairs = source.items(epoch)
-        if saved is not None:
-            offset = int(saved["items_consumed"])
-            pairs = ((p + offset, item) for p, item in pairs)
-        if self.options.shuffle:
-            rng = generator(self.seed, epoch, BUFFER_STREAM)
-            pairs = shuffle_buffer(pairs, self.options.shuffle_buffer, rng)
-        if self._shard is not None:
-            pairs = shard_iter(pairs, self._shard)
-        size = self.options.batch_size or 1
-        drop_last = self.options.drop_last
-        seq = 0 if saved is None else start
-        consumed = 0 if saved is None else offset
-        while chunk := list(itertools.islice(pairs, size)):
-            if drop_last and len(chunk) < size:
-                return
-            if stateful:
-                consumed += len(chunk)
-                snapshot = {"items_consumed": consumed, "state": source.data.state_dict()}  # type: ignore[attr-defined]
-                _state.keep_snapshot(progress, seq, snapshot)  # type: ignore[arg-type]
-            if seq >= start and seq not in skip:
-                keys = np.fromiter((p for p, _ in chunk), dtype=np.int64, count=len(chunk))
-                yield (epoch, seq, keys, [item for _, item in chunk])
-            seq += 1
-
-    @property
-    def _stateful_stream(self) -> bool:
-        """Whether a stream resumes from its own state (else by re-reading and skipping)."""
-        data = getattr(self.source, "data", None)
-        return (
-            isinstance(self.source, StreamSource)
-            and callable(getattr(data, "state_dict", None))
-            and callable(getattr(data, "load_state_dict", None))
-            and not self.options.shuffle
-            and self._shard is None
-        )
-
     def one_batch(self) -> T:
         """The first batch of the current epoch, without starting an epoch.
 
@@ -505,7 +373,7 @@ class DataLoader(Generic[T]):
             spec=self._shard,
             uneven=self.options.uneven,
             domain=progress.domain,
-            source=progress.source_state if self._stateful_stream else None,
+            source=progress.source_state if self._planner.stateful_stream else None,
         )
 
     def load_state_dict(self, state: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
@@ -522,14 +390,14 @@ class DataLoader(Generic[T]):
         loaded state) restarts from its saved state instead, when there is no shuffle buffer and
         no sharding. Raises :class:`~minibatcher.StateError` naming what does not match.
         """
-        sliced = self._sliced()
+        sliced = self._planner.sliced()
         resume = _state.resume_point(
             state,
             self._state_config(),
             self._shard,
             self.options.uneven,
             order=None if sliced is None else (len(sliced[0]), sliced[1], sliced[2]),
-            reads="a stream" if self._sampler is None else "a user's sampler",
+            reads="a stream" if self._planner.sampler is None else "a user's sampler",
             plan_length=self._plan_length,
         )
         self._resume = resume
@@ -540,7 +408,7 @@ class DataLoader(Generic[T]):
         """The number of batches of ``progress``'s epoch, where known in advance."""
         if isinstance(self.source, StreamSource):
             return None
-        return _length(self._plan(progress.epoch, progress.domain))
+        return length_or_none(self._planner.plan(progress.epoch, progress.domain))
 
     def _state_config(self) -> dict[str, Any]:
         """What must match between the loader that saved a state and the one loading it."""
@@ -551,7 +419,7 @@ class DataLoader(Generic[T]):
             "drop_last": opts.drop_last,
             "shuffle": opts.shuffle,
             "seed": self.seed,
-            "sampler": _state.describe_sampler(None if stream else self._sampler),
+            "sampler": _state.describe_sampler(None if stream else self._planner.sampler),
             "shuffle_buffer": opts.shuffle_buffer if stream and opts.shuffle else None,
         }
 
@@ -560,27 +428,4 @@ class DataLoader(Generic[T]):
             f"DataLoader(data={type(self.dataset).__name__}, batch_size={self.batch_size}, "
             f"shuffle={self.options.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
             f"output={self.options.output!r})"
-        )
-
-
-def _length(obj: Any) -> int | None:
-    try:
-        return len(obj)
-    except TypeError:
-        return None
-
-
-def _with_epoch(sampler: Any, epoch: int) -> Any:
-    """Tell a user's sampler the epoch (torch's ``set_epoch`` convention) before iterating it."""
-    set_epoch = getattr(sampler, "set_epoch", None)
-    if callable(set_epoch):
-        set_epoch(epoch)
-    return sampler
-
-
-def _check_range(sampler: Sampler, n: int) -> None:
-    if sampler.num_indices > n:
-        raise IndexError(
-            f"the sampler draws indices up to {sampler.num_indices - 1}, out of range for data "
-            f"of length {n}"
         )

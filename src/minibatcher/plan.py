@@ -1,0 +1,210 @@
+"""Planning: which batches an epoch has, and the tasks that carry them to the executor.
+
+In: the source, the options, the seed and this rank's shard. Out: for data with ``len()``, an
+:class:`~minibatcher.samplers.batch.EpochPlan` (index batches from any batch number on) and the
+tasks ``(epoch, seq, keys, None)``; for streams, read here in the main process, the tasks
+``(epoch, seq, positions, items)``. State: none of its own; a resumed epoch is described by the
+:class:`~minibatcher.state.Progress` passed in (start, batches to skip, elastic domain, and for a
+stream with its own ``state_dict()``, the source's state after each batch).
+
+This is where "the main process decides every batch" happens: the executor only runs tasks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import state as _state
+from ._seed import BUFFER_STREAM, generator
+from .errors import ConfigError
+from .options import LoaderOptions
+from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler
+from .samplers.batch import EpochPlan, IterablePlan, SlicedPlan, batch_count, chunked
+from .samplers.shard import Domain, ShardSpec, shard_iter, shard_length, shard_order
+from .sources import IndexedSource, StreamSource, shuffle_buffer
+from .work import Task
+
+
+class Planner:
+    """Decides every batch of every epoch, as a pure function of (seed, epoch, shard)."""
+
+    def __init__(
+        self,
+        source: IndexedSource | StreamSource,
+        options: LoaderOptions,
+        seed: int,
+        shard: ShardSpec | None,
+        data_name: str,
+    ) -> None:
+        self.source = source
+        self.options = options
+        self.seed = seed
+        self.shard = shard
+        self.data_name = data_name
+        self.sampler = self._resolve_sampler()
+
+    def num_batches(self, epoch: int, domain: Domain | None = None) -> int:
+        """The number of batches of ``epoch`` (TypeError where it is not known in advance)."""
+        if isinstance(self.source, StreamSource):
+            if self.source.length is None:
+                raise TypeError(
+                    f"len() of a DataLoader over {self.data_name} is unknown: the "
+                    "data has no len() (it is read as a stream)"
+                )
+            length = shard_length(self.source.length, self.shard)
+            assert length is not None
+            if self.options.batch_size is None:
+                return length
+            return batch_count(length, self.options.batch_size, self.options.drop_last)
+        return len(self.plan(epoch, domain))
+
+    def _resolve_sampler(self) -> Any:
+        """Our Sampler (sliced), the user's iterable (iterated), or None for streams."""
+        opts = self.options
+        if isinstance(self.source, StreamSource):
+            for name in ("sampler", "batch_sampler"):
+                if getattr(opts, name) is not None:
+                    raise ConfigError(
+                        f"{name} needs data with len() and indexing; got "
+                        f"{self.data_name}, which can only be iterated"
+                    )
+            return None
+        if opts.batch_sampler is not None:
+            return opts.batch_sampler
+        if opts.sampler is not None:
+            return opts.sampler
+        n = len(self.source)
+        return RandomSampler(n) if opts.shuffle else SequentialSampler(n)
+
+    def sliced(self) -> tuple[Sampler, int, bool] | None:
+        """``(sampler, batch_size, drop_last)`` when the batches are slices of our own order."""
+        sampler, opts = self.sampler, self.options
+        if isinstance(sampler, BatchSampler) and isinstance(sampler.sampler, Sampler):
+            return sampler.sampler, sampler.batch_size, sampler.drop_last
+        if isinstance(sampler, Sampler) and opts.batch_sampler is None:
+            return sampler, opts.batch_size or 1, opts.drop_last
+        return None
+
+    def plan(self, epoch: int, domain: Domain | None = None) -> EpochPlan:
+        """The batches of ``epoch``: this rank's share (of ``domain``, after an elastic resume)."""
+        opts = self.options
+        sampler = self.sampler
+        n = len(self.source)
+        spec = self.shard
+        sliced = self.sliced()
+        if sliced is not None:
+            sampler, size, drop_last = sliced
+            _check_range(sampler, n)
+            seed = self.seed if sampler.seed is None else sampler.seed
+            order = shard_order(sampler.order(seed, epoch), spec, domain)
+            return SlicedPlan(order, size, drop_last)
+        if opts.batch_sampler is not None:
+            batches = _with_epoch(sampler, epoch)
+            count = shard_length(length_or_none(sampler), spec)
+            return IterablePlan(batches if spec is None else shard_iter(batches, spec), n, count)
+        size, drop_last = opts.batch_size or 1, opts.drop_last
+        indices = _with_epoch(sampler, epoch)
+        length = shard_length(length_or_none(sampler), spec)
+        count = None if length is None else batch_count(length, size, drop_last)
+        if spec is not None:
+            indices = shard_iter(indices, spec)
+        return IterablePlan(chunked(indices, size, drop_last), n, count)
+
+    def tasks(
+        self,
+        epoch: int,
+        start: int,
+        domain: Domain | None = None,
+        skip: frozenset[int] = frozenset(),
+        progress: _state.Progress | None = None,
+    ) -> Iterator[Task]:
+        """The tasks ``(epoch, seq, keys, items)`` from batch ``start`` on, less ``skip``."""
+        if isinstance(self.source, StreamSource):
+            yield from self._stream_tasks(epoch, start, skip, progress)
+            return
+        plan = self.plan(epoch, domain)
+        batches: Iterator[tuple[int, Any]] = enumerate(plan.batches(start), start)
+        if skip:  # a resumed epoch whose batches were handed over out of order
+            batches = ((seq, keys) for seq, keys in batches if seq not in skip)
+        for seq, keys in batches:
+            yield (epoch, seq, keys, None)
+
+    def _stream_tasks(
+        self,
+        epoch: int,
+        start: int,
+        skip: frozenset[int] = frozenset(),
+        progress: _state.Progress | None = None,
+    ) -> Iterator[Task]:
+        """Read the stream in the main process. Resuming re-reads and skips the consumed items,
+        unless the data has its own ``state_dict()`` (no shuffle buffer, no sharding): then it
+        restarts from its saved state, and each batch's source state is kept until delivered."""
+        source = self.source
+        assert isinstance(source, StreamSource)
+        stateful = progress is not None and self.stateful_stream
+        saved = progress.source_state if stateful and start > 0 else None  # type: ignore[union-attr]
+        if saved is not None:
+            source.data.load_state_dict(saved["state"])  # type: ignore[attr-defined]
+        pairs = source.items(epoch)
+        if saved is not None:
+            offset = int(saved["items_consumed"])
+            pairs = ((p + offset, item) for p, item in pairs)
+        if self.options.shuffle:
+            rng = generator(self.seed, epoch, BUFFER_STREAM)
+            pairs = shuffle_buffer(pairs, self.options.shuffle_buffer, rng)
+        if self.shard is not None:
+            pairs = shard_iter(pairs, self.shard)
+        size = self.options.batch_size or 1
+        drop_last = self.options.drop_last
+        seq = 0 if saved is None else start
+        consumed = 0 if saved is None else offset
+        while chunk := list(itertools.islice(pairs, size)):
+            if drop_last and len(chunk) < size:
+                return
+            if stateful:
+                consumed += len(chunk)
+                snapshot = {"items_consumed": consumed, "state": source.data.state_dict()}  # type: ignore[attr-defined]
+                _state.keep_snapshot(progress, seq, snapshot)  # type: ignore[arg-type]
+            if seq >= start and seq not in skip:
+                keys = np.fromiter((p for p, _ in chunk), dtype=np.int64, count=len(chunk))
+                yield (epoch, seq, keys, [item for _, item in chunk])
+            seq += 1
+
+    @property
+    def stateful_stream(self) -> bool:
+        """Whether a stream resumes from its own state (else by re-reading and skipping)."""
+        data = getattr(self.source, "data", None)
+        return (
+            isinstance(self.source, StreamSource)
+            and callable(getattr(data, "state_dict", None))
+            and callable(getattr(data, "load_state_dict", None))
+            and not self.options.shuffle
+            and self.shard is None
+        )
+
+
+def length_or_none(obj: Any) -> int | None:
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
+def _with_epoch(sampler: Any, epoch: int) -> Any:
+    """Tell a user's sampler the epoch (torch's ``set_epoch`` convention) before iterating it."""
+    set_epoch = getattr(sampler, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(epoch)
+    return sampler
+
+
+def _check_range(sampler: Sampler, n: int) -> None:
+    if sampler.num_indices > n:
+        raise IndexError(
+            f"the sampler draws indices up to {sampler.num_indices - 1}, out of range for data "
+            f"of length {n}"
+        )
