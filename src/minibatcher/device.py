@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from ._typing import Allocator
 from .collation import map_leaves
 from .transport import Result
 
@@ -66,20 +65,6 @@ class DeviceTransfer:
 
     def __repr__(self) -> str:
         return f"DeviceTransfer(device={self.device}, pin_memory={self.pin_memory})"
-
-    def allocator(self) -> Allocator | None:
-        """An allocator of pinned host arrays, so a batch is written once, straight into
-        page-locked memory (None when not pinning)."""
-        if not self.pin_memory:
-            return None
-        torch = _torch()
-
-        def allocate_pinned(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-            count = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            buffer = torch.empty(count, dtype=torch.uint8, pin_memory=True).numpy()
-            return buffer.view(dtype).reshape(shape)
-
-        return allocate_pinned
 
     def _move(self, batch: Any) -> Any:
         torch = _torch()

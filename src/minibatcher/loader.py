@@ -288,8 +288,7 @@ class DataLoader(Generic[T]):
         """The executor of one epoch: inline, or workers (kept across epochs if persistent)."""
         opts = self._worker_options()
         if opts.num_workers == 0 or opts.num_workers == "auto":
-            pinned = None if self._device is None else self._device.allocator()
-            return InlineExecutor(self.work, allocate=pinned)
+            return InlineExecutor(self.work)
         workers = self._workers
         if workers is not None and not getattr(workers, "closed", False):
             return workers
