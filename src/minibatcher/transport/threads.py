@@ -93,16 +93,18 @@ class ThreadExecutor:
         run = self._run_id
         window: Window[tuple[bool, Any]] = Window(self.prefetch * self.num_workers)
         inbox, outbox = self._inbox, self._outbox
-        inbox.put((run, first))
-        window.dispatched(first[1])
-        more = True
-        while more and window.has_room():
-            task = next(tasks, None)
+
+        def dispatch(task: Task | None) -> bool:
+            """Hand ``task`` to the threads; False when the tasks have run out."""
             if task is None:
-                more = False
-            else:
-                inbox.put((run, task))
-                window.dispatched(task[1])
+                return False
+            inbox.put((run, task))
+            window.dispatched(task[1])
+            return True
+
+        more = dispatch(first)
+        while more and window.has_room():
+            more = dispatch(next(tasks, None))
         while len(window):
             ready = window.pop_ready() if self.in_order else None
             while ready is None:
@@ -125,12 +127,7 @@ class ThreadExecutor:
             if not ok:
                 raise value
             if more:
-                task = next(tasks, None)
-                if task is None:
-                    more = False
-                else:
-                    inbox.put((run, task))
-                    window.dispatched(task[1])
+                more = dispatch(next(tasks, None))
             yield seq, value
             if self.closed or self._run_id != run:
                 raise RuntimeError("this iteration was superseded by a newer one or closed")
