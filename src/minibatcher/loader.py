@@ -84,7 +84,7 @@ class DataLoader(Generic[T]):
 
         >>> dl = DataLoader(range(15), batch_size=5, shuffle=True, seed=0)
         >>> [b.tolist() for b in dl][0]
-        [4, 9, 12, 11, 5]
+        [2, 11, 3, 10, 0]
     """
 
     def __init__(
