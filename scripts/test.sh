@@ -12,6 +12,7 @@ PY="${PYTHON:-python3}"
 "$VENV/bin/python" -m pip install -q -e ".[test,torch]"
 "$VENV/bin/ruff" check src tests benchmarks
 "$VENV/bin/mypy"
+"$VENV/bin/lint-imports"   # the one-way layers of .importlinter
 "$VENV/bin/python" -m pytest "$@"
 # The documentation: --strict turns a broken reference or docstring into a failure.
 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$(mktemp -d)"
