@@ -50,6 +50,42 @@ class Executor(Protocol):
         ...
 
 
+class WorkerRuns:
+    """What the thread and process executors share: how a run starts and when it is stale.
+
+    A run is one ``run(tasks)`` call. Workers start lazily, with the first task's epoch (so they
+    seed themselves for it), and each run gets a new id: results of an abandoned run are told
+    apart, and an iterator whose run was superseded or whose executor was closed stops loudly.
+    """
+
+    closed: bool = False
+    _run_id: int = 0
+
+    def _workers_started(self) -> bool:
+        raise NotImplementedError
+
+    def _start(self, epoch: int) -> None:
+        raise NotImplementedError
+
+    def _begin(self, tasks: Iterator[Task]) -> tuple[Iterator[Task], Task, int] | None:
+        """``(tasks, first task, run id)``, the workers started; None when there is no task."""
+        if self.closed:
+            raise RuntimeError("this executor was closed; create a new loader iterator")
+        tasks = iter(tasks)
+        first = next(tasks, None)
+        if first is None:
+            return None
+        if not self._workers_started():
+            self._start(first[0])
+        self._run_id += 1
+        return tasks, first, self._run_id
+
+    def _check_current(self, run: int) -> None:
+        """Raise if run ``run`` was superseded by a newer one or the executor closed."""
+        if self.closed or self._run_id != run:
+            raise RuntimeError("this iteration was superseded by a newer one or closed")
+
+
 class InlineExecutor:
     """Runs the work in the calling thread (``num_workers=0``): no overhead, no concurrency."""
 

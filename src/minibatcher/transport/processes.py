@@ -62,7 +62,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from ..errors import WorkerError
-from .executor import Result, Task
+from .executor import Result, Task, WorkerRuns
 from .remote_error import dead_worker_error, reraise, start_error
 from .reorder import Window
 from .shm import ResultPickler, ResultUnpickler, Segment, SegmentPool
@@ -84,7 +84,7 @@ CHUNK_MAX_BYTES = 16 * 1024
 _live: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
 
-class ProcessExecutor:
+class ProcessExecutor(WorkerRuns):
     """Runs ``work`` in ``num_workers`` processes; the executor protocol of ``executor.py``."""
 
     def __init__(
@@ -223,16 +223,10 @@ class ProcessExecutor:
     # -- the main loop -----------------------------------------------------------------------
     def run(self, tasks: Iterator[Task]) -> Iterator[Result]:
         """Yield ``(seq, batch)`` for every task, in order unless ``in_order=False``."""
-        if self.closed:
-            raise RuntimeError("this executor was closed; create a new loader iterator")
-        tasks = iter(tasks)
-        first = next(tasks, None)
-        if first is None:
+        begun = self._begin(tasks)
+        if begun is None:
             return
-        if not self._procs:
-            self._start(first[0])
-        self._run_id += 1
-        run = self._run_id
+        tasks, first, run = begun
         window: Window[None] = Window(self.prefetch * self.num_workers)  # keyed by message id
         owner: dict[int, int] = {}  # message id (its first seq) -> worker
         load = [0] * self.num_workers
@@ -290,8 +284,10 @@ class ProcessExecutor:
                 if not ok:
                     raise reraise(payload)
                 yield seq, payload
-                if self._run_id != run or self.closed:
-                    raise RuntimeError("this iteration was superseded by a newer one or closed")
+                self._check_current(run)
+
+    def _workers_started(self) -> bool:
+        return bool(self._procs)
 
     def _receive(self, wid: int, run: int, mid: int) -> list[Any]:
         """The results of message ``mid`` of ``run`` from worker ``wid`` (older runs' dropped)."""

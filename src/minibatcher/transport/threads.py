@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import WorkerError
-from .executor import Result, Task
+from .executor import Result, Task, WorkerRuns
 from .remote_error import note_failure
 from .reorder import Window
 from .worker_info import WorkerInfo, set_worker_info, worker_seed
@@ -37,7 +37,7 @@ WORKER_JOIN_TIMEOUT_S = 5.0
 _STOP = None
 
 
-class ThreadExecutor:
+class ThreadExecutor(WorkerRuns):
     """Runs ``work`` in ``num_workers`` threads; the executor protocol of ``executor.py``."""
 
     def __init__(
@@ -81,16 +81,10 @@ class ThreadExecutor:
 
     def run(self, tasks: Iterator[Task]) -> Iterator[Result]:
         """Yield ``(seq, batch)`` for every task, in order unless ``in_order=False``."""
-        if self.closed:
-            raise RuntimeError("this executor was closed; create a new loader iterator")
-        tasks = iter(tasks)
-        first = next(tasks, None)
-        if first is None:
+        begun = self._begin(tasks)
+        if begun is None:
             return
-        if not self._threads:
-            self._start(first[0])
-        self._run_id += 1
-        run = self._run_id
+        tasks, first, run = begun
         window: Window[tuple[bool, Any]] = Window(self.prefetch * self.num_workers)
         inbox, outbox = self._inbox, self._outbox
 
@@ -129,8 +123,10 @@ class ThreadExecutor:
             if more:
                 more = dispatch(next(tasks, None))
             yield seq, value
-            if self.closed or self._run_id != run:
-                raise RuntimeError("this iteration was superseded by a newer one or closed")
+            self._check_current(run)
+
+    def _workers_started(self) -> bool:
+        return bool(self._threads)
 
     def close(self, wait: bool = True) -> None:
         """Stop the threads (after their current batch) and join them; idempotent."""
