@@ -12,8 +12,6 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from .._typing import Allocator
-
 Task = tuple[Any, ...]
 Result = tuple[int, Any]
 
@@ -89,13 +87,11 @@ class WorkerRuns:
 class InlineExecutor:
     """Runs the work in the calling thread (``num_workers=0``): no overhead, no concurrency."""
 
-    def __init__(self, work: Callable[..., Any], allocate: Allocator | None = None) -> None:
+    def __init__(self, work: Callable[..., Any]) -> None:
         self.work = work
-        self.allocate = allocate
 
     def run(self, tasks: Iterator[Task]) -> Iterator[Result]:
         work = self.work
-        allocate = self.allocate
         every = getattr(work, "stage_sample_every", 0)
         if every:
             # BatchWork: time the stages of the first task of every ``sample_interval`` tasks
@@ -104,15 +100,12 @@ class InlineExecutor:
             tasks = iter(tasks)
             for samples, task in enumerate(tasks):
                 interval = sample_interval(samples)
-                yield task[1], timed(task, allocate, interval)
+                yield task[1], timed(task, None, interval)
                 for task in itertools.islice(tasks, interval - 1):  # the same iterator
-                    yield task[1], untimed(task, allocate)
-        elif allocate is None:
-            for task in tasks:
-                yield task[1], work(task)
+                    yield task[1], untimed(task, None)
         else:
             for task in tasks:
-                yield task[1], work(task, allocate)
+                yield task[1], work(task)
 
     def close(self) -> None:
         """Nothing to release."""
