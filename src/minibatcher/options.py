@@ -61,7 +61,7 @@ class LoaderOptions:
     timeout: float | None = None
     worker_init_fn: Callable[[int], Any] | None = None
     mp_context: str | None = None
-    shard: Any = None
+    shard: Any = "detect"
     uneven: Uneven = "pad"
     progress: bool = False
     device: Any = None
@@ -139,7 +139,7 @@ class LoaderOptions:
 
     def _check_shard(self) -> None:
         shard = self.shard
-        if shard is not None and shard != "auto":
+        if shard is not None and shard not in ("auto", "detect"):
             ok = (
                 isinstance(shard, tuple)
                 and len(shard) == 2
@@ -149,7 +149,7 @@ class LoaderOptions:
             )
             if not ok:
                 raise ConfigError(
-                    "shard must be None, 'auto' or (rank, world_size) with "
+                    "shard must be 'detect', 'auto', None or (rank, world_size) with "
                     f"0 <= rank < world_size, got {shard!r}"
                 )
         if self.uneven not in UNEVEN_POLICIES:
