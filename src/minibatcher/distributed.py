@@ -36,7 +36,6 @@ from ._seed import draw_seed
 from .errors import ConfigError
 from .samplers.shard import ShardSpec
 
-
 DETECT: Literal["detect"] = "detect"
 """The default ``shard=``: shard when running as one of several ranks of an initialised job."""
 
