@@ -197,6 +197,26 @@ class DataLoader(Generic[T]):
             output=opts.output,
         )
 
+    def _join_a_late_job(self, *, share_seed: bool) -> None:
+        """``shard="detect"`` for a loader built before its job's process group existed
+        (``accelerate``'s ``Accelerator()`` or ``init_process_group`` called after the loader):
+        shard from now on. ``share_seed`` (at ``iter()``, which every rank calls) also takes
+        rank 0's seed when none was given: a collective, never run from ``len()``."""
+        if self._shard is not None or self.options.shard != "detect" or self._progress:
+            return
+        spec = resolve_shard("detect", self.options.uneven)
+        if spec is None:
+            return
+        self._shard = spec
+        self.close()
+        seed = self.seed
+        if share_seed and not self._seed_given:
+            seed = resolve_seed(None, spec)
+        self._use_seed(seed)
+        self._late_seed_pending = not share_seed and not self._seed_given
+
+    _late_seed_pending = False  # sharded by len() before iter(): the seed is still to share
+
     # -- configuration -------------------------------------------------------------------
     @property
     def batch_size(self) -> int | None:
@@ -211,6 +231,7 @@ class DataLoader(Generic[T]):
     # -- epochs --------------------------------------------------------------------------
     def __len__(self) -> int:
         """The number of batches per epoch (``drop_last`` respected)."""
+        self._join_a_late_job(share_seed=False)
         resume = self._resume
         return self._planner.num_batches(
             self._next_epoch, None if resume is None else resume.domain
@@ -227,6 +248,11 @@ class DataLoader(Generic[T]):
             self._resume = None
 
     def __iter__(self) -> Iterator[T]:
+        self._join_a_late_job(share_seed=True)
+        if self._late_seed_pending and self._shard is not None:
+            self._late_seed_pending = False
+            self.close()
+            self._use_seed(resolve_seed(None, self._shard))
         total = length_or_none(self) if self.options.progress else None  # before the epoch advances
         epoch = self._next_epoch
         self.epoch = epoch
@@ -400,10 +426,13 @@ class DataLoader(Generic[T]):
         loaded state) restarts from its saved state instead, when there is no shuffle buffer and
         no sharding. Raises :class:`~minibatcher.StateError` naming what does not match.
         """
+        self._join_a_late_job(share_seed=False)
         saved = _state.saved_seed(state)
-        if not self._seed_given and saved is not None and saved != self.seed:
-            self.close()  # persistent workers were started with the drawn seed
-            self._use_seed(saved)  # seed=None adopts the saved seed; only a given one differs
+        if not self._seed_given and saved is not None:
+            self._late_seed_pending = False  # every rank adopts its state's seed
+            if saved != self.seed:
+                self.close()  # persistent workers were started with the drawn seed
+                self._use_seed(saved)  # seed=None adopts the saved seed; a given one must match
         sliced = self._planner.sliced()
         resume = _state.resume_point(
             state,

@@ -87,11 +87,15 @@ def default_job(rank: int, world: int, store: str, out: str) -> None:
     0's seed. shard=None opts out: every rank reads everything."""
     import torch
 
+    torch.manual_seed(100 + rank)
+    early = DataLoader(range(N), batch_size=BATCH, shuffle=True)  # before the group exists
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        torch.manual_seed(100 + rank)
         dl = DataLoader(range(N), batch_size=BATCH, shuffle=True)
         result: dict[str, Any] = {
+            "early_len": _gather(len(early)),
+            "early": _gather(_flat(early)),
+            "early_seed": _gather(early.seed),
             "seeds": _gather(dl.seed),
             "lens": _gather(len(dl)),
             "epoch0": _gather(_flat(dl)),

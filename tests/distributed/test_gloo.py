@@ -78,7 +78,9 @@ def test_inside_a_process_group_the_default_shards(tmp_path: Path) -> None:
     assert len(set(got["seeds"])) == 1
     share = (n + 1) // 2
     assert got["lens"] == [(share + gloo_ranks.BATCH - 1) // gloo_ranks.BATCH] * 2
-    for key in ("epoch0", "epoch1", "workers"):
+    assert got["early_len"] == got["lens"]  # built before init_process_group: joins the job
+    assert len(set(got["early_seed"])) == 1
+    for key in ("epoch0", "epoch1", "workers", "early"):
         ranks = got[key]
         assert len(ranks[0]) == len(ranks[1]) == share  # "pad": equal shares
         assert set(ranks[0]) | set(ranks[1]) == set(range(n))
