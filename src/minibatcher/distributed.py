@@ -6,11 +6,12 @@ ShardSpec` (or None: no sharding) and the seed every rank uses. State: none.
 Three ways to ask (the loader's ``shard=``):
 
 - ``"detect"`` (the default): shard when this process is one of several ranks of an initialised
-  job, unless the sampler or the data already splits it (a ``DistributedSampler``): a ``torch.distributed`` process group with ``world_size > 1`` (torchrun, Lightning's
+  job: a ``torch.distributed`` process group with ``world_size > 1`` (torchrun, Lightning's
   ``strategy="ddp"``, ``accelerate launch``), else multi-process JAX
   (``jax.distributed.initialize``). A loader built inside such a job without a ``shard=``
   would otherwise give every rank the whole data set, world-size times the work per epoch, so
-  the default shards; ``shard=None`` opts out.
+  the default shards; ``shard=None`` opts out. What the sampler or the data already splits
+  across ranks (a ``DistributedSampler``) is not split again.
 - ``"auto"``: the same, and when no job is initialised, the ``RANK``/``WORLD_SIZE``
   environment variables that torchrun and most launchers set.
 - ``(rank, world_size)`` given, or ``None``: no sharding.
