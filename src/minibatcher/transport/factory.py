@@ -34,7 +34,7 @@ import threading
 import weakref
 from typing import Any
 
-from ..sources.compact import compact_source
+from ..sources.compact import compact_source, refresh_source
 from .executor import Executor, InlineExecutor
 from .processes import ProcessExecutor
 from .threads import ThreadExecutor
@@ -55,13 +55,18 @@ def choose_start_method(requested: str | None) -> str:
 def process_work(work: Any) -> Any:
     """``work`` with a large list dataset stored compactly (see ``sources/compact.py``).
 
-    Cached per work object, so the conversion is paid once per loader, not once per epoch.
+    Cached per work object, so the conversion is paid once per loader, not once per epoch; the
+    cached copy is brought up to date with the list on every call, i.e. before each epoch's
+    workers start (NOTE [ Compact copies stay current ] in ``sources/compact.py``).
     """
-    try:
-        return _compacted[work]
-    except (KeyError, TypeError):
-        pass
     source = getattr(work, "source", None)
+    try:
+        cached = _compacted[work]
+    except (KeyError, TypeError):
+        cached = None
+    if cached is not None:
+        if cached is work or refresh_source(cached.source, source):
+            return cached
     compact = compact_source(source) if source is not None else None
     result = work
     if compact is not None:
