@@ -123,11 +123,11 @@ def test_dataframe_mixed_matches_row_path() -> None:
     assert sorted(v for b in fast for v in b["s"]) == sorted(frame["s"])
 
 
-def test_dataframe_column_names_become_strings() -> None:
+def test_dataframe_column_names_are_kept() -> None:
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({0: [1, 2], 1: [3, 4]})
+    frame = pd.DataFrame({0: [1, 2], "b": [3, 4]})
     (batch,) = batches(frame, batch_size=2)
-    assert set(batch) == {"0", "1"}
+    assert list(batch) == [0, "b"]
 
 
 def test_pandas_series_is_an_array() -> None:
