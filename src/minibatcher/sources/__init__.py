@@ -40,11 +40,15 @@ def as_source(data: Any) -> Source:
         tensor_dataset = getattr(getattr(torch.utils, "data", None), "TensorDataset", None)
         if tensor_dataset is not None and type(data) is tensor_dataset:
             return TensorSource(data, tensors=tuple(data.tensors))
+        iterable_dataset = getattr(getattr(torch.utils, "data", None), "IterableDataset", None)
+        if iterable_dataset is not None and isinstance(data, iterable_dataset):
+            return StreamSource(data)  # iterated even if it defines __len__ (as torch does)
     module = type(data).__module__.split(".")[0]
-    if module == "pandas" and hasattr(data, "columns") and hasattr(data, "iloc"):
-        if type(data).__name__ == "Series":
+    if module == "pandas" and hasattr(data, "iloc"):
+        if hasattr(data, "columns"):
+            return ColumnsSource(data, dataframe_columns(data))
+        if hasattr(data, "to_numpy"):  # a Series: read by position, like a DataFrame's rows
             return ArraySource(data.to_numpy())
-        return ColumnsSource(data, dataframe_columns(data))
     if module == "pyarrow" and hasattr(data, "column_names"):
         return ColumnsSource(data, arrow_columns(data))
     if isinstance(data, Mapping):
@@ -69,4 +73,4 @@ def _mapping_source(data: Mapping[Any, Any]) -> Source:
             f"column {bad[0]!r} is a {type(data[bad[0]]).__name__}, not a sequence or array; "
             "for a map-style dataset keyed by index, pass an object with __len__ and __getitem__"
         )
-    return ColumnsSource(data, {str(k): v for k, v in data.items()})
+    return ColumnsSource(data, dict(data))  # labels kept as they are (ints stay ints)
