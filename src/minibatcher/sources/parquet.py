@@ -91,7 +91,7 @@ class ParquetSource(IndexedSource):
         out: dict[str, Any] = {}
         n = len(indices)
         for name, kind in self._kinds.items():
-            out[name] = [None] * n if kind != "array" else None
+            out[name] = None if kind in ("array", "float") else [None] * n
         for group in np.unique(groups).tolist():
             where = np.flatnonzero(groups == group)
             local = indices[where] - self._starts[group]
