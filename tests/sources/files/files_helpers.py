@@ -12,7 +12,7 @@ from minibatcher.testing import check_resume, same_batches
 CONFIGS: tuple[dict[str, Any], ...] = (
     {"num_workers": 0},
     {"num_workers": 2, "worker_type": "thread"},
-    {"num_workers": 2, "worker_type": "process"},
+    {"num_workers": 2, "worker_type": "process", "mp_context": "fork"},
 )
 
 
@@ -44,5 +44,10 @@ def check_exactly_once(
 
 
 def check_exact_resume(data: Any, **kwargs: Any) -> None:
-    """Restore at every batch boundary and compare with the uninterrupted run (2 epochs)."""
-    check_resume(lambda: DataLoader(data, **kwargs))
+    """Restore at every batch boundary and compare with the uninterrupted run (2 epochs).
+
+    ``data`` is the data, or a function making it afresh for each loader (for data that keeps
+    its own reading state, such as an IterableDataset)."""
+    kwargs.setdefault("seed", 0)
+    make = data if callable(data) and not hasattr(data, "__len__") else lambda: data
+    check_resume(lambda: DataLoader(make(), **kwargs))
