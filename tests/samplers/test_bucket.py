@@ -101,7 +101,8 @@ def test_ranks_split_the_batches(
     if uneven == "allow":
         assert got == whole
     elif uneven == "drop":
-        assert set(got) <= set(whole) and len(got) == len(whole) // world * world
+        assert set(got) <= set(whole)
+        assert len(got) == len(whole) // world * world
     else:
         assert set(got) == set(whole)
 
@@ -128,7 +129,8 @@ def test_order_is_a_function_of_the_seed_and_epoch_only() -> None:
 
     first = run(7)
     assert first == run(7, workers=2)
-    assert first[0] != first[1] and first != run(8)
+    assert first[0] != first[1]
+    assert first != run(8)
     own_seed = BucketBatchSampler(lengths, 32, seed=7)
     assert epoch_lists(DataLoader(range(5_000), batch_sampler=own_seed, seed=99)) == first[0]
 

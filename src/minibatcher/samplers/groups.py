@@ -1,10 +1,11 @@
-"""ShardShuffleSampler: shuffle shards, then items through a seeded buffer (data read by shard).
+"""ShardShuffleSampler: shuffle shards, then items within a seeded window (data read by shard).
 
 In: the sizes of the groups that hold consecutive indices (tar shards, Parquet row groups), a
 seed and an epoch. Out: an :class:`ArrayOrder` of all indices: the groups in a random order, their
-indices concatenated and passed through a shuffle buffer of ``buffer_size`` (each output is drawn
-uniformly from the buffer, which the next index then refills), all a pure function of
-``(seed, epoch)``. State: none; sliced, sharded and resumed like every sampler here.
+indices concatenated, then shuffled locally: the index at position ``p`` goes where
+``p + U(0, buffer_size)`` sorts, so each index moves at most ``buffer_size`` places, as through a
+shuffle buffer of that size (but with a bounded reach, and computed in one vectorised sort). All
+a pure function of ``(seed, epoch)``. State: none; sliced, sharded and resumed like every sampler.
 
 This is WebDataset's shuffle (shard order plus a buffer), computed on indices in the main process
 instead of on samples in each worker: the loader still decides every batch, so the batches are
@@ -15,24 +16,23 @@ source that decodes a group at a time (a Parquet row group) keeps few groups cac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
 
 import numpy as np
 
 from .._seed import ORDER_STREAM, generator
 from .._typing import IndexOrder
-from ..sources import shuffle_buffer
 from .base import ArrayOrder, Sampler, check_positive_int
 from .order import permutation
 
 
 class ShardShuffleSampler(Sampler):
-    """Indices grouped in shards, shuffled by shard order plus a seeded buffer each epoch.
+    """Indices grouped in shards, shuffled by shard order, then locally, each epoch.
 
     Args:
         shard_sizes: the number of items in each group of consecutive indices (group 0 holds
             indices ``0 .. shard_sizes[0] - 1``, and so on).
-        buffer_size: items held by the shuffle buffer (1: shards shuffled, items in order).
+        buffer_size: how far an item may move from its place in the shard order (1: shards
+            shuffled, items in order).
         seed: overrides the loader's seed when set.
     """
 
@@ -70,9 +70,12 @@ class ShardShuffleSampler(Sampler):
         grouped = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
         if self.buffer_size <= 1:
             return ArrayOrder(grouped)
-        pairs = shuffle_buffer(zip(grouped.tolist(), repeat(None)), self.buffer_size, rng)
-        drawn = np.fromiter((i for i, _ in pairs), dtype=np.int64, count=len(grouped))
-        return ArrayOrder(drawn)
+        # A local shuffle: position p sorts by p + U(0, buffer), so an index moves at most
+        # buffer_size places either way (a shuffle buffer whose reach is bounded: vectorised,
+        # and a reader's cache of decoded groups need only cover about two buffers).
+        keys = np.arange(len(grouped), dtype=np.float64)
+        keys += rng.uniform(0.0, float(self.buffer_size), len(grouped))
+        return ArrayOrder(grouped[np.argsort(keys, kind="stable")])
 
     def __repr__(self) -> str:
         return (

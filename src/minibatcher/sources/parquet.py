@@ -24,7 +24,9 @@ buffer_size)`` with ``cache_row_groups`` a few times ``buffer_size`` / rows per 
 
 from __future__ import annotations
 
+import bisect
 import collections
+import contextlib
 import os
 import threading
 from collections.abc import Iterable
@@ -76,6 +78,7 @@ class ParquetSource(IndexedSource):
         self._groups = [(f, g) for f, g, _ in groups]
         self.row_group_sizes = [rows for _, _, rows in groups]
         self._starts = np.concatenate([[0], np.cumsum(self.row_group_sizes)]).astype(np.int64)
+        self._bounds: list[int] = self._starts.tolist()
         self._kinds = {name: _kind(schema.field(name).type, name, metas) for name in self.columns}
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
 
@@ -83,11 +86,14 @@ class ParquetSource(IndexedSource):
         return int(self._starts[-1])
 
     def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
-        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices):  # the common, sequential case: all rows in the first row's group
+            starts = self._bounds
+            group = bisect.bisect_right(starts, int(indices[0])) - 1
+            local = indices - starts[group]
+            # one reduction checks both ends: a negative offset is huge as unsigned
+            if int(local.view(np.uint64).max()) < starts[group + 1] - starts[group]:
+                return self._gather_one(group, local, allocate)
         groups = np.searchsorted(self._starts, indices, side="right") - 1
-        first, last = (int(groups[0]), int(groups[-1])) if len(groups) else (0, 0)
-        if len(groups) and first == last and (groups == first).all():  # the sequential case
-            return self._gather_one(first, indices - self._starts[first], allocate)
         out: dict[str, Any] = {}
         n = len(indices)
         for name, kind in self._kinds.items():
@@ -129,13 +135,13 @@ class ParquetSource(IndexedSource):
 
     def _decoded(self, group: int) -> dict[str, Any]:
         """Row group ``group`` decoded into columns, from this process's LRU cache."""
-        local = self._local
+        local = self._here()
         cache = local.cache
-        with local.lock:
-            hit = cache.get(group)
-            if hit is not None:
+        hit = cache.get(group)
+        if hit is not None:  # no lock on a hit: a group evicted meanwhile is still whole
+            with contextlib.suppress(KeyError):
                 cache.move_to_end(group)
-                return hit
+            return hit
         file_index, row_group = self._groups[group]
         reader = self._open(file_index)
         if self._handle is not None:  # the user's one reader: shared, so reads take turns
@@ -154,7 +160,7 @@ class ParquetSource(IndexedSource):
         """This process's reader of file ``file_index`` (opened on first use)."""
         if self._handle is not None:
             return self._handle
-        local = self._local
+        local = self._here()
         key = (threading.get_ident(), file_index)  # a reader per thread: reads run in parallel
         with local.lock:
             reader = local.readers.get(key)
@@ -170,6 +176,14 @@ class ParquetSource(IndexedSource):
                 while len(own) > _OPEN_FILES:
                     local.readers.pop(own.pop(0)).close()
         return reader
+
+    def _here(self) -> _Local:
+        """This process's readers and cache (a forked worker opens its own files: a reader's
+        state and a lock held at fork time must not be shared)."""
+        local = self._local
+        if local.pid != os.getpid():
+            local = self._local = _Local()
+        return local
 
     def __getstate__(self) -> dict[str, Any]:
         if self._handle is not None:
@@ -200,18 +214,13 @@ _HANDLE_LOCK = threading.Lock()
 
 
 class _Local:
-    """One process's open readers and decoded row groups (rebuilt after fork or unpickling)."""
+    """One process's open readers and decoded row groups (a forked child makes its own)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.readers: dict[tuple[int, int], Any] = {}
         self.cache: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
-
-    def __getattribute__(self, name: str) -> Any:
-        if name != "pid" and object.__getattribute__(self, "pid") != os.getpid():
-            _Local.__init__(self)  # forked: a child starts with its own readers and cache
-        return object.__getattribute__(self, name)
 
 
 def _files_of(data: Any) -> tuple[Any, list[str], Any]:

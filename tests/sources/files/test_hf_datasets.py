@@ -42,11 +42,13 @@ def test_a_dataset_in_every_format_each_row_once_everywhere(on_disk: Any, fmt: s
     ds = on_disk.with_format(fmt)
     batches = check_exactly_once(ds, ids, list(range(N)), batch_size=8, shuffle=True)
     first = batches[0]
-    assert first["text"][:1] and isinstance(first["text"][0], str)
+    assert first["text"][:1]
+    assert isinstance(first["text"][0], str)
     x = np.asarray(first["x"])
     if fmt is None:  # python lists collate per position, as torch's default_collate does
         x = x.T
-    assert x.shape == (8, 2) and (x[:, 0] == np.asarray(first["id"])).all()
+    assert x.shape == (8, 2)
+    assert (x[:, 0] == np.asarray(first["id"])).all()
 
 
 class CountingTakes:
@@ -97,4 +99,5 @@ def test_an_iterable_dataset_sees_the_epoch(tmp_path: Path) -> None:
     shuffled = iterable().shuffle(seed=1, buffer_size=8)
     with DataLoader(shuffled, batch_size=N) as dl:
         e0, e1 = ids(next(iter(dl))), ids(next(iter(dl)))
-    assert sorted(e0) == sorted(e1) == list(range(N)) and e0 != e1  # set_epoch reached it
+    assert sorted(e0) == sorted(e1) == list(range(N))
+    assert e0 != e1

@@ -51,7 +51,8 @@ def test_layout_classes_files_and_items(folder: Path) -> None:
     assert source.files[0].endswith("cat/img0.JPEG")
     assert source.targets.tolist() == [0] * 5 + [1] * 5 + [2] * 5
     image, label = DataLoader(source, batch_size=None).one_batch()
-    assert image.dtype == np.uint8 and image.shape == (16, 24, 3)
+    assert image.dtype == np.uint8
+    assert image.shape == (16, 24, 3)
     assert label == 0
 
 
@@ -60,7 +61,8 @@ def test_each_image_exactly_once_everywhere(folder: Path) -> None:
         ImageFolder(folder), ids, list(range(15)), batch_size=4, shuffle=True, seed=0
     )
     images, labels = reference[0]
-    assert images.shape == (4, 16, 24, 3) and labels.dtype == np.int64
+    assert images.shape == (4, 16, 24, 3)
+    assert labels.dtype == np.int64
     assert all((np.array(ids(b)) // PER_CLASS == b[1]).all() for b in reference)
 
 
@@ -70,8 +72,8 @@ def random_resized_crop(item: Any, rng: np.random.Generator) -> Any:
     height, width = image.shape[:2]
     area = height * width * rng.uniform(0.08, 1.0)
     ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    w = int(round(min(width, np.sqrt(area * ratio))))
-    h = int(round(min(height, np.sqrt(area / ratio))))
+    w = round(min(width, np.sqrt(area * ratio)))
+    h = round(min(height, np.sqrt(area / ratio)))
     x0 = int(rng.integers(0, width - w + 1))
     y0 = int(rng.integers(0, height - h + 1))
     crop = Image.fromarray(image).resize(
@@ -86,7 +88,8 @@ def test_random_resized_crop_recipe_is_the_same_whatever_the_workers(folder: Pat
     check_exactly_once(ImageFolder(folder), ids, list(range(15)), **kwargs)
     with DataLoader(ImageFolder(folder), **kwargs) as dl:
         (images, _), *_ = dl
-    assert images.shape == (5, 3, 8, 8) and images.dtype == np.uint8
+    assert images.shape == (5, 3, 8, 8)
+    assert images.dtype == np.uint8
 
 
 def test_resume_at_every_batch(folder: Path) -> None:

@@ -68,16 +68,19 @@ def test_batches_equal_the_in_memory_table_path(files: list[str]) -> None:
             assert a.keys() == b.keys()
             assert same_batches(a, b), (a, b)
     batch = on_disk[0]
-    assert batch["x"].dtype == np.float32 and isinstance(batch["name"], list)
+    assert batch["x"].dtype == np.float32
+    assert isinstance(batch["name"], list)
     assert batch["maybe"].dtype == np.float64  # nullable ints: float64 with NaN, as in memory
 
 
 def test_items_are_rows(files: list[str]) -> None:
     row = DataLoader(pq.ParquetFile(files[1]), batch_size=None).one_batch()
-    assert row["id"] == 25 and row["name"] == "row25"
+    assert row["id"] == 25
+    assert row["name"] == "row25"
     assert row["maybe"] == 25.0  # a nullable int column: float64 (28 is a null)
     rows = ParquetSource(files[1]).fetch_items(np.array([3, 0]))
-    assert [r["id"] for r in rows] == [28, 25] and np.isnan(rows[0]["maybe"])
+    assert [r["id"] for r in rows] == [28, 25]
+    assert np.isnan(rows[0]["maybe"])
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

@@ -25,7 +25,8 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 def ids(batch: tuple[np.ndarray, np.ndarray]) -> list[int]:
     x, y = batch
     assert x.dtype == y.dtype == np.int64
-    assert (y[:, :-1] == x[:, 1:]).all() and (y[:, -1] == x[:, -1] + 1).all()
+    assert (y[:, :-1] == x[:, 1:]).all()
+    assert (y[:, -1] == x[:, -1] + 1).all()
     return x[:, 0].tolist()
 
 
@@ -35,10 +36,13 @@ def test_windows_tile_the_tokens(tokens: np.ndarray) -> None:
     x, y = source.fetch_batch(np.array([2, 0]))
     assert x.tolist() == [list(range(32, 48)), list(range(16))]
     assert y.tolist() == [list(range(33, 49)), list(range(1, 17))]
-    assert x.flags.c_contiguous and y.flags.c_contiguous
+    assert x.flags.c_contiguous
+    assert y.flags.c_contiguous
     items = source.fetch_items(np.array([2, 0]))
     bx, by = collate(items)
-    assert (bx == x).all() and (by == y).all() and bx.dtype == x.dtype
+    assert (bx == x).all()
+    assert (by == y).all()
+    assert bx.dtype == x.dtype
 
 
 def test_random_offsets_each_window_exactly_once_everywhere(tokens: np.ndarray) -> None:
