@@ -113,7 +113,7 @@ class Planner:
             order = shard_order(sampler.order(seed, epoch), spec, domain)
             return SlicedPlan(order, size, drop_last)
         if isinstance(sampler, BucketBatchSampler):  # batches f(seed, epoch), sharded by batch
-            return sampler.plan(self.seed if sampler.seed is None else sampler.seed, epoch, spec)
+            return sampler.plan(self.seed if sampler.seed is None else sampler.seed, epoch, spec, n)
         if opts.batch_sampler is not None:
             batches = _with_epoch(sampler, epoch)
             count = shard_length(length_or_none(sampler), spec)

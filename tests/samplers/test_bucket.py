@@ -151,6 +151,11 @@ def test_without_shuffle_batches_are_sorted_by_length() -> None:
     assert batches == [[1, 3, 5], [0, 6, 4], [2]]
 
 
+def test_more_lengths_than_items_is_refused() -> None:
+    with pytest.raises(IndexError, match="has 5 lengths, more than the 4 items"):
+        list(DataLoader(range(4), batch_sampler=BucketBatchSampler([1] * 5, 2)))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

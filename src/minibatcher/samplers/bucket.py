@@ -155,8 +155,17 @@ class BucketBatchSampler:
         bounds = [0, *cuts, len(chunk)]
         return [chunk[a:b] for a, b in itertools.pairwise(bounds)]
 
-    def plan(self, seed: int, epoch: int, spec: ShardSpec | None = None) -> EpochPlan:
-        """The epoch's batches as a loader plan: this rank's share (by batch) when sharded."""
+    def plan(
+        self, seed: int, epoch: int, spec: ShardSpec | None = None, data_length: int | None = None
+    ) -> EpochPlan:
+        """The epoch's batches as a loader plan: this rank's share (by batch) when sharded.
+
+        Raises IndexError if there are more lengths than ``data_length`` items of data."""
+        if data_length is not None and len(self.lengths) > data_length:
+            raise IndexError(
+                f"the BucketBatchSampler has {len(self.lengths)} lengths, more than the "
+                f"{data_length} items of the data: lengths must have one entry per item"
+            )
         return BatchListPlan(self.batches(seed, epoch), spec)
 
     # -- torch's sampler protocol ------------------------------------------------------------
