@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from files_helpers import check_exact_resume, check_exactly_once, epoch
 
-from minibatcher import DataLoader
+from minibatcher import DataLoader, collate
 from minibatcher.samplers import ShardShuffleSampler
 from minibatcher.sources import ParquetSource, as_source
 from minibatcher.testing import same_batches
@@ -71,6 +71,12 @@ def test_batches_equal_the_in_memory_table_path(files: list[str]) -> None:
     assert batch["x"].dtype == np.float32
     assert isinstance(batch["name"], list)
     assert batch["maybe"].dtype == np.float64  # nullable ints: float64 with NaN, as in memory
+
+
+def test_the_batched_fetch_equals_collating_the_rows(files: list[str]) -> None:
+    source = ParquetSource(files)
+    for indices in (np.arange(3, 9), np.array([49, 0, 20, 7, 8, 30])):  # one group, several
+        assert same_batches(source.fetch_batch(indices), collate(source.fetch_items(indices)))
 
 
 def test_items_are_rows(files: list[str]) -> None:
