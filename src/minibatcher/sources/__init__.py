@@ -15,12 +15,26 @@ import numpy as np
 
 from .base import IndexedSource
 from .columns import ColumnsSource, arrow_columns, dataframe_columns
+from .images import ImageFolder
 from .iterable import StreamSource, shuffle_buffer
+from .parquet import ParquetSource
 from .sequence import ArraySource, RangeSource, SequenceSource, TensorSource
+from .tar import TarShards
+from .tokens import TokenWindows
 
 Source = IndexedSource | StreamSource
 
-__all__ = ["IndexedSource", "Source", "StreamSource", "as_source", "shuffle_buffer"]
+__all__ = [
+    "ImageFolder",
+    "IndexedSource",
+    "ParquetSource",
+    "Source",
+    "StreamSource",
+    "TarShards",
+    "TokenWindows",
+    "as_source",
+    "shuffle_buffer",
+]
 
 
 def as_source(data: Any) -> Source:
@@ -49,6 +63,8 @@ def as_source(data: Any) -> Source:
             return ColumnsSource(data, dataframe_columns(data))
         if hasattr(data, "to_numpy"):  # a Series: read by position, like a DataFrame's rows
             return ArraySource(data.to_numpy())
+    if module == "pyarrow" and type(data).__name__ in ("ParquetFile", "FileSystemDataset"):
+        return ParquetSource(data)  # files on disk: indexed by their row groups
     if module == "pyarrow" and hasattr(data, "column_names"):
         return ColumnsSource(data, arrow_columns(data))
     if isinstance(data, Mapping):
@@ -59,7 +75,8 @@ def as_source(data: Any) -> Source:
         return StreamSource(data)
     raise TypeError(
         "data must be a collection: a sequence or map-style dataset (len and __getitem__), an "
-        f"array, a dict of columns, a DataFrame, an Arrow table or an iterable; got {type(data)!r}"
+        "array, a dict of columns, a DataFrame, an Arrow table, a Parquet file or dataset or an "
+        f"iterable; got {type(data)!r}"
     )
 
 
