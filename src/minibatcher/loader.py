@@ -12,6 +12,7 @@ are the same whatever the number or kind of workers.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
@@ -236,7 +237,7 @@ class DataLoader(Generic[T]):
         peek = progress is None  # one_batch(): not an epoch, not counted in dl.stats
         if progress is None:
             progress = _state.Progress(epoch, start)
-        executor = self._executor()
+        executor = self._executor(peek)
         finish = self._finish_in_main
         rec = self._profiler.begin(
             epoch, start, lambda: progress.next_batch + len(progress.above),
@@ -248,6 +249,8 @@ class DataLoader(Generic[T]):
             tasks = self._planner.tasks(
                 epoch, start, progress.domain, frozenset(progress.above), progress
             )
+            if peek:  # one batch: a single-pass sampler loses no more than it returns
+                tasks = itertools.islice(tasks, 1)
             results = executor.run(tasks)
             if self._device is not None:
                 results = self._device.run(results)
@@ -284,10 +287,16 @@ class DataLoader(Generic[T]):
 
     _workers: Executor | None = None  # the persistent workers' executor, while alive
 
-    def _executor(self) -> Executor:
-        """The executor of one epoch: inline, or workers (kept across epochs if persistent)."""
-        opts = self._worker_options()
-        if opts.num_workers == 0 or opts.num_workers == "auto":
+    def _executor(self, peek: bool = False) -> Executor:
+        """The executor of one epoch: inline, or workers (kept across epochs if persistent);
+        with ``num_workers="auto"`` not yet decided, one that decides while delivering the
+        epoch (see ``autotune.py``): only the executor changes, never the batches."""
+        opts = self._tuned or self.options
+        if opts.num_workers == "auto":
+            if peek:  # one_batch(): not worth measuring
+                return InlineExecutor(self.work)
+            return autotune.for_loader(self, self._adopt_choice)
+        if opts.num_workers == 0:
             return InlineExecutor(self.work)
         workers = self._workers
         if workers is not None and not getattr(workers, "closed", False):
@@ -299,16 +308,16 @@ class DataLoader(Generic[T]):
 
     _tuned: LoaderOptions | None = None  # the options with num_workers="auto" resolved
 
-    def _worker_options(self) -> LoaderOptions:
-        """The options executors are built from: ``num_workers="auto"`` measured once, at the
-        first epoch (see ``autotune.py``); only the executor changes, never the batches."""
-        if self.options.num_workers != "auto":
-            return self.options
-        if self._tuned is None:
-            choice = autotune.tune_loader(self)
-            self._profiler.autotune = str(choice)
-            self._tuned = autotune.tuned_options(self.options, choice)
-        return self._tuned
+    def _adopt_choice(self, choice: autotune.Choice, executor: Executor) -> bool:
+        """Keep ``num_workers="auto"``'s choice; True when its executor is kept (persistent)."""
+        self._profiler.autotune = str(choice)
+        self._tuned = tuned = autotune.tuned_options(self.options, choice)
+        if self._profiler.current is not None:
+            self._profiler.current.executor = f"{executor!r} (chosen by num_workers='auto')"
+        if tuned.persistent_workers:
+            self._workers = executor
+            return True
+        return False
 
     def close(self) -> None:
         """Stop persistent workers and release their shared memory (idempotent).
