@@ -32,6 +32,7 @@ from .sources import IndexedSource, StreamSource, as_source
 from .transport import Executor, InlineExecutor, make_executor
 from .verdict import LoaderFacts
 from .work import BatchWork
+from .profile import NO_BATCH, unwrap_skipped
 
 if TYPE_CHECKING:  # a default (PEP 696) lets `dl = DataLoader(data)` type-check unannotated
     from typing_extensions import TypeVar as _TypeVar
@@ -80,6 +81,10 @@ class DataLoader(Generic[T]):
             side stream one batch ahead so the copy overlaps the training step (needs torch).
         pin_memory: copy batches into page-locked host memory first (faster, asynchronous copies
             to CUDA; skipped with a warning when no CUDA device is available).
+        on_error: an item that fails to load (its fetch or ``transform`` raises): ``"raise"``
+            (the error names its index, and its file where the data knows it) or ``"skip"``:
+            the item is left out of its batch, listed in ``dl.stats.skipped``, with one warning
+            per epoch.
 
     Example::
 
@@ -117,6 +122,7 @@ class DataLoader(Generic[T]):
         progress: bool = False,
         device: Any = None,
         pin_memory: bool = False,
+        on_error: Literal["raise", "skip"] = "raise",
     ) -> None:
         if bs is not None:
             if batch_size != 1:
@@ -150,6 +156,7 @@ class DataLoader(Generic[T]):
             progress=progress,
             device=device,
             pin_memory=pin_memory,
+            on_error=on_error,
         )
         try:
             check_output(output)
@@ -175,6 +182,7 @@ class DataLoader(Generic[T]):
             batched=batch_size is not None or batch_sampler is not None,
             batch_transform=batch_transform,
             output=output,
+            on_error=on_error,
         )
         self._jax_convert = converter("jax") if output == "jax" else None
         self._device = (
@@ -238,11 +246,13 @@ class DataLoader(Generic[T]):
         if progress is None:
             progress = _state.Progress(epoch, start)
         executor = self._executor(peek)
-        finish = self._finish_in_main
         rec = self._profiler.begin(
             epoch, start, lambda: progress.next_batch + len(progress.above),
             regular_batch_size(self.options), executor, self.work, keep=not peek,
         )
+        finish = self._finish_in_main
+        if self.options.on_error == "skip":
+            finish = unwrap_skipped(rec, finish)
         sample_at = rec.sample_at
         batch = None
         try:
@@ -257,6 +267,10 @@ class DataLoader(Generic[T]):
             for _seq, batch in results:
                 if finish is not None:
                     batch = finish(batch, epoch, _seq)
+                    if batch is NO_BATCH:  # on_error="skip" left out all its items
+                        progress.above.add(_seq)
+                        progress.advance()
+                        continue
                 # The batch is the user's once yielded: record it first (one compare, one write).
                 if _seq == progress.next_batch:
                     progress.next_batch = _seq + 1
