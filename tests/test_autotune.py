@@ -42,12 +42,12 @@ class Slow:
 def eager(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every candidate is tried even on cheap batches, in short turns: the switching between
     executors mid-epoch is what these tests exercise."""
-    monkeypatch.setattr(autotune, "CHEAP_BATCH_S", 0.0)
-    monkeypatch.setattr(autotune, "INLINE_S", 0.0)
-    monkeypatch.setattr(autotune, "TRIAL_MIN_S", 0.0)
-    monkeypatch.setattr(autotune, "TRIAL_EXTRA", 1)
-    monkeypatch.setattr(autotune, "UNKNOWN_EPOCH_S", 0.0)
-    monkeypatch.setattr(autotune, "candidates", lambda cpus=None: POOL)
+    monkeypatch.setattr(autotune.decision, "CHEAP_BATCH_S", 0.0)
+    monkeypatch.setattr(autotune.decision, "INLINE_S", 0.0)
+    monkeypatch.setattr(autotune.decision, "TRIAL_MIN_S", 0.0)
+    monkeypatch.setattr(autotune.decision, "TRIAL_EXTRA", 1)
+    monkeypatch.setattr(autotune.decision, "UNKNOWN_EPOCH_S", 0.0)
+    monkeypatch.setattr(autotune.decision, "candidates", lambda cpus=None: POOL)
 
 
 def flat(loader: Any) -> list[int]:
@@ -70,11 +70,13 @@ def test_candidates() -> None:
 def test_inline_goes_first_and_cheap_batches_stay_inline() -> None:
     tuner = Tuner(POOL, epoch_batches=1000, persistent=False)
     step = tuner.next_step()
-    assert step is not None and step.candidate == Candidate(0)
+    assert step is not None
+    assert step.candidate == Candidate(0)
     tuner.record(trial(Candidate(0), 50e-6))
     assert tuner.next_step() is None
     choice = tuner.choice()
-    assert choice.candidate == Candidate(0) and "too cheap" in choice.reason
+    assert choice.candidate == Candidate(0)
+    assert "too cheap" in choice.reason
 
 
 def test_trials_are_sized_to_a_share_of_the_epoch() -> None:
@@ -83,11 +85,13 @@ def test_trials_are_sized_to_a_share_of_the_epoch() -> None:
     tuner = Tuner(POOL, epoch_batches=1000, persistent=False)
     tuner.record(trial(Candidate(0), 0.01))
     step = tuner.next_step()
-    assert step is not None and step.candidate == THREADS2
+    assert step is not None
+    assert step.candidate == THREADS2
     budget = autotune.TUNE_SHARE * 1000 * 0.01 / 2
     assert tuner.budget_s == pytest.approx(budget)
     assert step.seconds == pytest.approx(budget / 2)
-    assert step.min_batches == 2 + autotune.TRIAL_EXTRA and step.multiple == 2
+    assert step.min_batches == 2 + autotune.decision.TRIAL_EXTRA
+    assert step.multiple == 2
 
 
 def test_the_fastest_wins_and_failures_are_reported() -> None:
@@ -100,7 +104,8 @@ def test_the_fastest_wins_and_failures_are_reported() -> None:
     assert choice.candidate == THREADS2
     assert [t.candidate for t in choice.trials] == POOL
     text = str(choice)
-    assert "chose num_workers=2 (threads)" in text and "RuntimeError: cannot start" in text
+    assert "chose num_workers=2 (threads)" in text
+    assert "RuntimeError: cannot start" in text
 
 
 def test_the_simplest_near_the_best_wins() -> None:
@@ -134,7 +139,8 @@ def test_a_start_up_beyond_the_budget_is_not_tried() -> None:
                   startup_guess=lambda c: 5.0 if c.worker_type == "process" else 0.0)
     tuner.record(trial(Candidate(0), 0.01))
     step = tuner.next_step()
-    assert step is not None and step.candidate == THREADS2
+    assert step is not None
+    assert step.candidate == THREADS2
     tuner.record(trial(THREADS2, 0.006))
     assert tuner.next_step() is None
     choice = tuner.choice()
@@ -222,10 +228,9 @@ def test_an_error_of_the_task_stream_is_raised_after_the_batches_before_it() -> 
     tuner = Tuner(POOL, epoch_batches=10_000, persistent=False)  # seq 30 is in a worker's turn
     auto = AutoExecutor(lambda c: FakeExecutor(5), tuner, lambda c, e: False,
                         clock=itertools.count(0, 0.01).__next__)
-    got = []
+    got: list[int] = []
     with pytest.raises(KeyError, match="bad sampler"):
-        for seq, _ in auto.run(tasks()):
-            got.append(seq)
+        got.extend(seq for seq, _ in auto.run(tasks()))
     auto.close()
     assert got == list(range(30))
     assert THREADS2 in tuner.trials or len(tuner.trials) == 1
@@ -259,7 +264,8 @@ def test_a_single_pass_sampler_loses_nothing(kind: str, eager: None, no_leaks: N
                     num_workers="auto")
     assert flat(dl) == list(range(100))
     report = dl.stats.autotune or ""
-    assert "num_workers=2 (threads):" in report and "num_workers=2 (processes):" in report
+    assert "num_workers=2 (threads):" in report
+    assert "num_workers=2 (processes):" in report
 
 
 @pytest.mark.parametrize("kind", ["generator", "list"])
@@ -349,7 +355,8 @@ def test_the_choice_is_kept_and_persistent_workers_are_the_chosen_ones(
         first = [b.tolist() for b in dl]
         assert "chosen by num_workers='auto'" in dl.stats.executor
         chosen = dl._tuned
-        assert chosen is not None and chosen.num_workers != "auto"
+        assert chosen is not None
+        assert chosen.num_workers != "auto"
         workers = dl._workers
         assert (workers is not None) == (chosen.num_workers > 0)
         second = [b.tolist() for b in dl]
@@ -378,9 +385,9 @@ def test_a_data_error_in_a_worker_trial_is_raised_as_with_0_workers(eager: None)
             return super().__getitem__(i)
 
     got: list[int] = []
+    loader = DataLoader(Failing(100), batch_size=2, num_workers="auto")
     with pytest.raises(ValueError, match="bad item 37"):
-        for batch in DataLoader(Failing(100), batch_size=2, num_workers="auto"):
-            got += batch.tolist()
+        got.extend(x for batch in loader for x in batch.tolist())
     assert got == list(range(36))
 
 

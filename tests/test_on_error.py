@@ -88,7 +88,8 @@ def test_a_batch_of_only_corrupt_items_is_left_out_and_resume_stays_exact() -> N
                           on_error="skip")
 
     batches, warned = skipping(make())
-    assert batches == [[0, 1, 2, 3], [8, 9, 10, 11]] and len(warned) == 1
+    assert batches == [[0, 1, 2, 3], [8, 9, 10, 11]]
+    assert len(warned) == 1
     first = make()
     it = iter(first)
     with warnings.catch_warnings():
@@ -166,9 +167,10 @@ def test_a_truly_corrupt_jpeg_decoded_with_pil(
         warnings.simplefilter("always")
         shapes = [tuple(b.shape) for b in dl]
     assert shapes == [(2, 8, 10, 3), (3, 8, 10, 3)]
-    assert len(caught) == 1 and str(paths[2]) in str(caught[0].message)
+    assert len(caught) == 1
+    assert str(paths[2]) in str(caught[0].message)
     assert [s.index for s in dl.stats.skipped] == [2]
-    with pytest.raises(OSError) as raised:  # PIL: "broken data stream", "truncated"
+    with pytest.raises(OSError, match=r"(?i)broken|truncated|cannot identify") as raised:
         list(DataLoader(Jpegs(), batch_size=3, num_workers=workers, worker_type=kind))  # type: ignore[arg-type]
     assert f"the item at index 2 failed ({paths[2]})" in " ".join(raised.value.__notes__)
 
@@ -182,7 +184,8 @@ def test_a_failing_transform_on_a_stream_is_skipped(no_leaks: None) -> None:
     dl = DataLoader((i for i in range(12)), batch_size=4, transform=check, on_error="skip",
                     num_workers=2, worker_type="thread")
     batches, warned = skipping(dl)
-    assert batches == [[1, 2, 3], [4, 6, 7], [8, 9, 11]] and len(warned) == 1
+    assert batches == [[1, 2, 3], [4, 6, 7], [8, 9, 11]]
+    assert len(warned) == 1
     assert [s.index for s in dl.stats.skipped] == [0, 5, 10]
 
 
@@ -195,7 +198,8 @@ def test_a_batched_source_is_checked_item_by_item(no_leaks: None) -> None:
 
     dl = DataLoader(Batched(8, frozenset({5})), batch_size=4, on_error="skip", num_workers=2)
     batches, warned = skipping(dl)
-    assert batches == [[0, 1, 2, 3], [4, 6, 7]] and len(warned) == 1
+    assert batches == [[0, 1, 2, 3], [4, 6, 7]]
+    assert len(warned) == 1
 
 
 def test_a_collate_failure_is_no_items_and_still_raises() -> None:

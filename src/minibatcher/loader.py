@@ -26,13 +26,12 @@ from .distributed import resolve_seed, resolve_shard
 from .errors import ConfigError
 from .options import LoaderOptions
 from .plan import Planner, length_or_none
-from .profile import LoaderStats, Profiler, regular_batch_size
+from .profile import NO_BATCH, LoaderStats, Profiler, regular_batch_size, unwrap_skipped
 from .progress import progress_bar, require_tqdm
 from .sources import IndexedSource, StreamSource, as_source
 from .transport import Executor, InlineExecutor, make_executor
 from .verdict import LoaderFacts
 from .work import BatchWork
-from .profile import NO_BATCH, unwrap_skipped
 
 if TYPE_CHECKING:  # a default (PEP 696) lets `dl = DataLoader(data)` type-check unannotated
     from typing_extensions import TypeVar as _TypeVar

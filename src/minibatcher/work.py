@@ -12,9 +12,10 @@ fetches them) or the items themselves for streams (read by the main process).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,8 @@ ON_ERROR = ("raise", "skip")
 naming its index (and file), or is left out of its batch."""
 
 
-class SkippedItem(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class SkippedItem:
     """An item left out of its batch by ``on_error="skip"`` (listed in ``dl.stats.skipped``)."""
 
     index: int
@@ -267,10 +269,12 @@ class BatchWork:
                 if self.fast_path:
                     self.source.fetch_batch(one_key, None)  # type: ignore[union-attr]
                     one = None
+                elif items is not None:
+                    one = [items[position]]
                 else:
-                    one = [items[position]] if items is not None else self.source.fetch_items(one_key)  # type: ignore[union-attr]
-                    if self.transform is not None:
-                        one = self._transform_items(one, one_key, epoch)
+                    one = self.source.fetch_items(one_key)  # type: ignore[union-attr]
+                if one is not None and self.transform is not None:
+                    one = self._transform_items(one, one_key, epoch)
             except Exception as e:
                 left_out.append(SkippedItem(int(key), self._item_error(e, int(key))))
                 continue
