@@ -61,10 +61,12 @@ def trial(c: Candidate, per_batch: float, startup: float = 0.0, batches: int = 1
 
 
 def test_candidates() -> None:
-    """Inline first, then threads and processes with 2 and with all CPUs."""
+    """Inline first, then processes (forked before any thread of ours) and threads, with 2
+    and with all CPUs."""
     assert candidates(1) == [Candidate(0)]
-    assert candidates(2) == [Candidate(0), THREADS2, PROCS2]
-    assert [c.num_workers for c in candidates(8)] == [0, 2, 8, 2, 8]
+    assert candidates(2) == [Candidate(0), PROCS2, THREADS2]
+    assert [(c.num_workers, c.worker_type) for c in candidates(8)] == [
+        (0, "process"), (2, "process"), (8, "process"), (2, "thread"), (8, "thread")]
 
 
 def test_inline_goes_first_and_cheap_batches_stay_inline() -> None:
@@ -89,9 +91,38 @@ def test_trials_are_sized_to_a_share_of_the_epoch() -> None:
     assert step.candidate == THREADS2
     budget = autotune.TUNE_SHARE * 1000 * 0.01 / 2
     assert tuner.budget_s == pytest.approx(budget)
-    assert step.seconds == pytest.approx(budget / 2)
+    assert step.seconds == pytest.approx(max(budget / 4, autotune.decision.TRIAL_MIN_S))
     assert step.min_batches == 2 + autotune.decision.TRIAL_EXTRA
     assert step.multiple == 2
+
+
+def test_contenders_take_more_turns_while_the_budget_lasts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the first pass, the candidates within CLOSE of the best take turns again (the
+    one measured last first: no switch), their figures summed; a clearly slower one does not."""
+    monkeypatch.setattr(autotune.decision, "ROUNDS", 3)
+    tuner = Tuner(POOL, epoch_batches=10_000, persistent=False)
+    tuner.record(trial(Candidate(0), 0.01))
+    tuner.record(trial(THREADS2, 0.004))
+    tuner.record(trial(PROCS2, 0.0045))
+    turns = []
+    while (step := tuner.next_step()) is not None:
+        turns.append(step.candidate)
+        tuner.record(trial(step.candidate, 0.004 if step.candidate == THREADS2 else 0.0045))
+    assert turns == [PROCS2, THREADS2, THREADS2, PROCS2]
+    assert tuner.trials[THREADS2].batches == 30
+    assert tuner.trials[Candidate(0)].batches == 10
+    assert tuner.choice().candidate == THREADS2
+
+
+def test_no_more_turns_once_the_budget_is_spent() -> None:
+    tuner = Tuner(POOL, epoch_batches=100, persistent=False)
+    tuner.record(trial(Candidate(0), 0.01))
+    assert tuner.budget_s == pytest.approx(autotune.TUNE_SHARE * 100 * 0.01 / 2)
+    tuner.record(trial(THREADS2, 0.004, startup=tuner.budget_s))
+    tuner.record(trial(PROCS2, 0.004))
+    assert tuner.next_step() is None
 
 
 def test_the_fastest_wins_and_failures_are_reported() -> None:

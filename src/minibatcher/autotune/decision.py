@@ -8,8 +8,9 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
-TUNE_SHARE = 0.05
-"""Trials together take about this share of the epoch's estimated time (at best 1/20)."""
+TUNE_SHARE = 0.10
+"""Worker trials together take about this share of the epoch's time, estimated as if workers
+scaled perfectly; they cost much less than that, since their batches are delivered."""
 CHEAP_BATCH_S = 200e-6
 """Inline batches faster than this are not worth sending to workers."""
 INLINE_BATCHES = 3
@@ -19,8 +20,14 @@ INLINE_S = 0.05
 INLINE_MAX_BATCHES = 64
 TRIAL_EXTRA = 4
 """A worker candidate is measured on at least ``num_workers`` + this many batches."""
-TRIAL_MIN_S, TRIAL_MAX_S = 0.01, 2.0
+TRIAL_MIN_S, TRIAL_MAX_S = 0.02, 2.0
 """Bounds of a worker candidate's time box."""
+ROUNDS = 3
+"""Turns per candidate at most: after the first pass, the contenders (within :data:`CLOSE` of
+the best) take turns again while the budget lasts, their figures summed: a machine's
+background load comes and goes, and one short turn could favour whichever ran in a quiet
+moment."""
+CLOSE = 1.25
 UNKNOWN_EPOCH_S = 10.0
 """The epoch length assumed to size the trials of data without ``len()``."""
 PREFER_SIMPLER = 1.03
@@ -115,13 +122,20 @@ class Choice:
 
 
 def candidates(cpus: int | None = None) -> list[Candidate]:
-    """0, then threads and processes with 2 and with ``cpus`` workers (none on one CPU)."""
+    """0, then processes and threads with 2 and with ``cpus`` workers (none on one CPU).
+
+    Processes go before threads: they are then forked before any thread of ours runs."""
     cpus = cpus if cpus is not None else len(_usable_cpus())
     counts = sorted({n for n in (2, cpus) if 2 <= n <= cpus})
     found = [Candidate(0)]
-    for kind in ("thread", "process"):
+    for kind in ("process", "thread"):
         found += [Candidate(n, kind) for n in counts]
     return found
+
+
+def _complexity(c: Candidate) -> tuple[bool, bool, int]:
+    """Simpler first: inline, then threads, then processes; fewer workers first."""
+    return (c.num_workers > 0, c.worker_type == "process", c.num_workers)
 
 
 def _usable_cpus() -> Sequence[int]:
@@ -164,13 +178,27 @@ class Tuner:
         self.delivered = 0
         self.budget_s = 0.0
         """Seconds for all worker trials together, set once inline is measured."""
+        self.spent_s = 0.0
+        self.turns: dict[Candidate, int] = {}
+        self._queue: list[Candidate] = []
+        self._last: Candidate | None = None
         self._note = ""
 
     def record(self, trial: Trial) -> None:
-        """Add a candidate's measurement."""
-        self.trials[trial.candidate] = trial
+        """Add a candidate's measurement (summed with its earlier turns)."""
+        c = self._last = trial.candidate
         self.delivered += trial.delivered
-        if trial.candidate.num_workers == 0 and trial.error is None and trial.batches:
+        self.turns[c] = self.turns.get(c, 0) + 1
+        if c.num_workers or c in self.trials:
+            self.spent_s += trial.startup_s + trial.seconds
+        old = self.trials.get(c)
+        if old is not None and old.error is None and trial.error is None:
+            trial = dataclasses.replace(
+                old, batches=old.batches + trial.batches, seconds=old.seconds + trial.seconds,
+                delivered=old.delivered + trial.delivered,
+            )
+        self.trials[c] = trial
+        if c.num_workers == 0 and self.turns[c] == 1 and trial.error is None and trial.batches:
             self.budget_s = TUNE_SHARE * self._epoch_estimate_s(1 / trial.batches_per_s)
 
     def _epoch_estimate_s(self, inline_per_batch: float) -> float:
@@ -195,7 +223,7 @@ class Tuner:
             )
             return None
         workers = self.pool[1:]
-        box = min(max(self.budget_s / max(1, len(workers)), TRIAL_MIN_S), TRIAL_MAX_S)
+        box = min(max(self.budget_s / max(1, 2 * len(workers)), TRIAL_MIN_S), TRIAL_MAX_S)
         for c in workers:
             if c in self.trials:
                 continue
@@ -211,7 +239,27 @@ class Tuner:
                 )
                 continue
             return Step(c, least, box, c.num_workers)
-        return None
+        return self._next_round(box)
+
+    def _next_round(self, box: float) -> Step | None:
+        """Another turn for a contender, while the budget and the epoch last."""
+        if self.spent_s >= self.budget_s:
+            return None
+        if not self._queue:
+            rates = {c: t.batches_per_s for c, t in self.trials.items() if t.batches_per_s > 0}
+            best = max(rates.values(), default=0.0)
+            contenders = [c for c in self.pool if rates.get(c, 0.0) * CLOSE >= best > 0]
+            if len(contenders) < 2 or min(self.turns[c] for c in contenders) >= ROUNDS:
+                return None
+            if self._last in contenders:  # it goes on first: no switch
+                contenders.remove(self._last)
+                contenders.insert(0, self._last)
+            self._queue = contenders
+        c = self._queue.pop(0)
+        least = c.num_workers + TRIAL_EXTRA
+        if self.epoch_batches is not None and self.delivered + 2 * least > self.epoch_batches:
+            return None
+        return Step(c, max(1, least), box, max(1, c.num_workers))
 
     def choice(self, tuning_s: float = 0.0) -> Choice:
         """The candidate with the shortest estimated epoch; the simplest near it."""
@@ -223,7 +271,10 @@ class Tuner:
         n = self.epoch_batches if self.epoch_batches is not None else 1000
         startup = not self.persistent
         best = min(t.epoch_estimate(n, startup) for t in measured)
-        chosen = next(t for t in measured if t.epoch_estimate(n, startup) <= best * PREFER_SIMPLER)
+        simplest_first = sorted(measured, key=lambda t: _complexity(t.candidate))
+        chosen = next(
+            t for t in simplest_first if t.epoch_estimate(n, startup) <= best * PREFER_SIMPLER
+        )
         inline = self.trials.get(self.pool[0])
         if self._note:
             reason = self._note
