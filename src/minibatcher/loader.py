@@ -54,7 +54,9 @@ class DataLoader(Generic[T]):
         shuffle: a new random order every epoch, a pure function of ``(seed, epoch)``. For data
             without ``len()``, a seeded shuffle buffer of ``shuffle_buffer`` items (approximate).
         drop_last: drop the last batch if it is smaller than ``batch_size``.
-        seed: the seed of every random choice; ``None`` draws one (see :attr:`seed`).
+        seed: the seed of every random choice; ``None`` draws one from the global generator the
+            user seeds (torch's if torch is imported, else NumPy's: ``torch.manual_seed(0)``
+            makes the run reproducible), and adopts the saved one in :meth:`load_state_dict`.
         sampler: any iterable of indices (e.g. a :mod:`minibatcher.samplers` sampler).
         batch_sampler: any iterable of lists of indices; decides the batches.
         collate_fn: turns a list of items into a batch (default :data:`minibatcher.collate`).
@@ -72,7 +74,10 @@ class DataLoader(Generic[T]):
         timeout: seconds to wait for one batch before raising ``TimeoutError``.
         worker_init_fn: called in each worker with its id.
         mp_context: ``"fork"``, ``"spawn"`` or ``"forkserver"`` for process workers.
-        shard: ``(rank, world_size)`` or ``"auto"``: this rank's disjoint share of every epoch.
+        shard: this rank's disjoint share of every epoch: ``(rank, world_size)``; ``"detect"``
+            (the default) shards inside an initialised torch.distributed group or multi-process
+            JAX job of several ranks; ``"auto"`` also reads ``RANK``/``WORLD_SIZE``; ``None``
+            never shards (every rank sees all the data).
         uneven: when the data does not split evenly across ranks: ``"pad"``, ``"drop"`` or
             ``"allow"``.
         progress: show a progress bar per epoch (needs tqdm).
@@ -116,7 +121,7 @@ class DataLoader(Generic[T]):
         timeout: float | None = None,
         worker_init_fn: Callable[[int], Any] | None = None,
         mp_context: str | None = None,
-        shard: tuple[int, int] | Literal["auto"] | None = None,
+        shard: tuple[int, int] | Literal["detect", "auto"] | None = "detect",
         uneven: Literal["pad", "drop", "allow"] = "pad",
         progress: bool = False,
         device: Any = None,
@@ -167,22 +172,8 @@ class DataLoader(Generic[T]):
         self.dataset = data
         self._shard = resolve_shard(shard, uneven)
         """This rank's place among the ranks (None: no sharding), resolved once."""
-        self.seed: int = resolve_seed(seed, self._shard)
-        """The seed of every random choice: pass it back as ``seed=`` to replay a run."""
-        self._planner = Planner(
-            self.source, self.options, self.seed, self._shard, type(data).__name__
-        )
-        """Decides every batch of every epoch (see plan.py)."""
-        self.work = BatchWork(
-            self.source if isinstance(self.source, IndexedSource) else None,
-            seed=self.seed,
-            transform=transform,
-            collate_fn=collate_fn,
-            batched=batch_size is not None or batch_sampler is not None,
-            batch_transform=batch_transform,
-            output=output,
-            on_error=on_error,
-        )
+        self._seed_given = seed is not None
+        self._use_seed(resolve_seed(seed, self._shard))
         self._jax_convert = converter("jax") if output == "jax" else None
         self._device = (
             DeviceTransfer(device, pin_memory) if device is not None or pin_memory else None
@@ -193,6 +184,46 @@ class DataLoader(Generic[T]):
         self._progress: _state.Progress | None = None  # the latest epoch's, updated as delivered
         self._resume: _state.Progress | None = None  # loaded by load_state_dict, for next iter()
         self._profiler = Profiler()  # dl.stats (see profile.py)
+
+    def _use_seed(self, seed: int) -> None:
+        """Build the stages that depend on the seed (again, when a state's seed is adopted)."""
+        self.seed: int = seed
+        """The seed of every random choice: pass it back as ``seed=`` to replay a run."""
+        opts = self.options
+        self._planner = Planner(
+            self.source, opts, seed, self._shard, type(self.dataset).__name__
+        )
+        """Decides every batch of every epoch (see plan.py)."""
+        self.work = BatchWork(
+            self.source if isinstance(self.source, IndexedSource) else None,
+            seed=seed,
+            transform=opts.transform,
+            collate_fn=opts.collate_fn,
+            batched=opts.batch_size is not None or opts.batch_sampler is not None,
+            batch_transform=opts.batch_transform,
+            output=opts.output,
+            on_error=opts.on_error,
+        )
+
+    def _join_a_late_job(self, *, share_seed: bool) -> None:
+        """``shard="detect"`` for a loader built before its job's process group existed
+        (``accelerate``'s ``Accelerator()`` or ``init_process_group`` called after the loader):
+        shard from now on. ``share_seed`` (at ``iter()``, which every rank calls) also takes
+        rank 0's seed when none was given: a collective, never run from ``len()``."""
+        if self._shard is not None or self.options.shard != "detect" or self._progress:
+            return
+        spec = resolve_shard("detect", self.options.uneven)
+        if spec is None:
+            return
+        self._shard = spec
+        self.close()
+        seed = self.seed
+        if share_seed and not self._seed_given:
+            seed = resolve_seed(None, spec)
+        self._use_seed(seed)
+        self._late_seed_pending = not share_seed and not self._seed_given
+
+    _late_seed_pending = False  # sharded by len() before iter(): the seed is still to share
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -208,6 +239,7 @@ class DataLoader(Generic[T]):
     # -- epochs --------------------------------------------------------------------------
     def __len__(self) -> int:
         """The number of batches per epoch (``drop_last`` respected)."""
+        self._join_a_late_job(share_seed=False)
         resume = self._resume
         return self._planner.num_batches(
             self._next_epoch, None if resume is None else resume.domain
@@ -224,6 +256,11 @@ class DataLoader(Generic[T]):
             self._resume = None
 
     def __iter__(self) -> Iterator[T]:
+        self._join_a_late_job(share_seed=True)
+        if self._late_seed_pending and self._shard is not None:
+            self._late_seed_pending = False
+            self.close()
+            self._use_seed(resolve_seed(None, self._shard))
         total = length_or_none(self) if self.options.progress else None  # before the epoch advances
         epoch = self._next_epoch
         self.epoch = epoch
@@ -384,7 +421,7 @@ class DataLoader(Generic[T]):
         ``num_workers`` or ``worker_type``) continues from it with :meth:`load_state_dict`.
         """
         progress = self._progress
-        if progress is None or progress.finished:
+        if progress is None or progress.finished or self._delivered_all(progress):
             progress = self._resume or _state.Progress(self._next_epoch)
         return _state.make_state(
             config=self._state_config(),
@@ -411,6 +448,13 @@ class DataLoader(Generic[T]):
         loaded state) restarts from its saved state instead, when there is no shuffle buffer and
         no sharding. Raises :class:`~minibatcher.StateError` naming what does not match.
         """
+        self._join_a_late_job(share_seed=False)
+        saved = _state.saved_seed(state)
+        if not self._seed_given and saved is not None:
+            self._late_seed_pending = False  # every rank adopts its state's seed
+            if saved != self.seed:
+                self.close()  # persistent workers were started with the drawn seed
+                self._use_seed(saved)  # seed=None adopts the saved seed; a given one must match
         sliced = self._planner.sliced()
         resume = _state.resume_point(
             state,
@@ -424,6 +468,13 @@ class DataLoader(Generic[T]):
         self._resume = resume
         self._progress = None
         self._next_epoch = self.epoch = resume.epoch
+
+    def _delivered_all(self, progress: _state.Progress) -> bool:
+        """Whether the user has every batch of ``progress``'s epoch (its generator not yet
+        exhausted): a state then points at the next epoch, never at an empty rest of this one."""
+        if progress.above or progress.next_batch == 0:
+            return False
+        return progress.next_batch == self._plan_length(progress)
 
     def _plan_length(self, progress: _state.Progress) -> int | None:
         """The number of batches of ``progress``'s epoch, where known in advance."""

@@ -62,7 +62,7 @@ class LoaderOptions:
     timeout: float | None = None
     worker_init_fn: Callable[[int], Any] | None = None
     mp_context: str | None = None
-    shard: Any = None
+    shard: Any = "detect"
     uneven: Uneven = "pad"
     progress: bool = False
     device: Any = None
@@ -143,7 +143,7 @@ class LoaderOptions:
 
     def _check_shard(self) -> None:
         shard = self.shard
-        if shard is not None and shard != "auto":
+        if shard is not None and shard not in ("auto", "detect"):
             ok = (
                 isinstance(shard, tuple)
                 and len(shard) == 2
@@ -153,7 +153,7 @@ class LoaderOptions:
             )
             if not ok:
                 raise ConfigError(
-                    "shard must be None, 'auto' or (rank, world_size) with "
+                    "shard must be 'detect', 'auto', None or (rank, world_size) with "
                     f"0 <= rank < world_size, got {shard!r}"
                 )
         if self.uneven not in UNEVEN_POLICIES:
