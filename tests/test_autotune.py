@@ -425,3 +425,9 @@ def test_a_data_error_in_a_worker_trial_is_raised_as_with_0_workers(eager: None)
 def test_a_sequential_sampler_of_ours_still_resumes(eager: None) -> None:
     dl = DataLoader(Slow(30), batch_size=3, sampler=SequentialSampler(30), num_workers="auto")
     assert flat(dl) == list(range(30))
+
+
+def test_stage_timings_of_every_turn_reach_the_stats(eager: None, no_leaks: None) -> None:
+    dl = DataLoader(Slow(120), batch_size=2, num_workers="auto")
+    assert flat(dl) == list(range(120))
+    assert dl.stats.stages["fetch"] > 0

@@ -64,8 +64,10 @@ class AutoExecutor:
         tuner: Tuner,
         on_choice: Callable[[Choice, Executor], bool],
         clock: Callable[[], float] = time.perf_counter,
+        work: Any = None,
     ) -> None:
         self._make, self._tuner, self._on_choice, self._clock = make, tuner, on_choice, clock
+        self._work = work  # inline and thread candidates time their stages on it
         self._live: dict[Candidate, Executor] = {}
         self._kept: Executor | None = None
         self.chosen: Executor | None = None
@@ -129,8 +131,9 @@ class AutoExecutor:
     def stage_timings(self) -> dict[str, float]:
         """The stage timings of every executor run so far (``dl.stats``)."""
         merged: dict[str, float] = {}
-        for executor in (*self._live.values(), self.chosen):
-            timings = getattr(executor, "stage_timings", None)
+        for executor in (self._work, *self._live.values(), self.chosen):
+            timings = getattr(executor, "take_timings", None) or getattr(
+                executor, "stage_timings", None)
             if callable(timings):
                 for key, value in timings().items():
                     merged[key] = merged.get(key, 0.0) + value
@@ -170,7 +173,7 @@ def for_loader(loader: Any, on_choice: Callable[[Choice, Executor], bool]) -> Au
         decision.candidates(), epoch_batches=epoch_batches, persistent=opts.persistent_workers,
         startup_guess=lambda c: startup_guess(loader, c),
     )
-    return AutoExecutor(make, tuner, on_choice)
+    return AutoExecutor(make, tuner, on_choice, work=loader.work)
 
 
 def startup_guess(loader: Any, candidate: Candidate) -> float:
