@@ -12,6 +12,7 @@ are the same whatever the number or kind of workers.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
@@ -25,7 +26,7 @@ from .distributed import resolve_seed, resolve_shard
 from .errors import ConfigError
 from .options import LoaderOptions
 from .plan import Planner, length_or_none
-from .profile import LoaderStats, Profiler, regular_batch_size
+from .profile import NO_BATCH, LoaderStats, Profiler, regular_batch_size, unwrap_skipped
 from .progress import progress_bar, require_tqdm
 from .sources import IndexedSource, StreamSource, as_source
 from .transport import Executor, InlineExecutor, make_executor
@@ -84,6 +85,10 @@ class DataLoader(Generic[T]):
             side stream one batch ahead so the copy overlaps the training step (needs torch).
         pin_memory: copy batches into page-locked host memory first (faster, asynchronous copies
             to CUDA; skipped with a warning when no CUDA device is available).
+        on_error: an item that fails to load (its fetch or ``transform`` raises): ``"raise"``
+            (the error names its index, and its file where the data knows it) or ``"skip"``:
+            the item is left out of its batch, listed in ``dl.stats.skipped``, with one warning
+            per epoch.
 
     Example::
 
@@ -121,6 +126,7 @@ class DataLoader(Generic[T]):
         progress: bool = False,
         device: Any = None,
         pin_memory: bool = False,
+        on_error: Literal["raise", "skip"] = "raise",
     ) -> None:
         if bs is not None:
             if batch_size != 1:
@@ -154,6 +160,7 @@ class DataLoader(Generic[T]):
             progress=progress,
             device=device,
             pin_memory=pin_memory,
+            on_error=on_error,
         )
         try:
             check_output(output)
@@ -195,6 +202,7 @@ class DataLoader(Generic[T]):
             batched=opts.batch_size is not None or opts.batch_sampler is not None,
             batch_transform=opts.batch_transform,
             output=opts.output,
+            on_error=opts.on_error,
         )
 
     def _join_a_late_job(self, *, share_seed: bool) -> None:
@@ -274,24 +282,32 @@ class DataLoader(Generic[T]):
         peek = progress is None  # one_batch(): not an epoch, not counted in dl.stats
         if progress is None:
             progress = _state.Progress(epoch, start)
-        executor = self._executor()
-        finish = self._finish_in_main
+        executor = self._executor(peek)
         rec = self._profiler.begin(
             epoch, start, lambda: progress.next_batch + len(progress.above),
             regular_batch_size(self.options), executor, self.work, keep=not peek,
         )
+        finish = self._finish_in_main
+        if self.options.on_error == "skip":
+            finish = unwrap_skipped(rec, finish)
         sample_at = rec.sample_at
         batch = None
         try:
             tasks = self._planner.tasks(
                 epoch, start, progress.domain, frozenset(progress.above), progress
             )
+            if peek:  # one batch: a single-pass sampler loses no more than it returns
+                tasks = itertools.islice(tasks, 1)
             results = executor.run(tasks)
             if self._device is not None:
                 results = self._device.run(results)
             for _seq, batch in results:
                 if finish is not None:
                     batch = finish(batch, epoch, _seq)
+                    if batch is NO_BATCH:  # on_error="skip" left out all its items
+                        progress.above.add(_seq)
+                        progress.advance()
+                        continue
                 # The batch is the user's once yielded: record it first (one compare, one write).
                 if _seq == progress.next_batch:
                     progress.next_batch = _seq + 1
@@ -322,10 +338,16 @@ class DataLoader(Generic[T]):
 
     _workers: Executor | None = None  # the persistent workers' executor, while alive
 
-    def _executor(self) -> Executor:
-        """The executor of one epoch: inline, or workers (kept across epochs if persistent)."""
-        opts = self._worker_options()
-        if opts.num_workers == 0 or opts.num_workers == "auto":
+    def _executor(self, peek: bool = False) -> Executor:
+        """The executor of one epoch: inline, or workers (kept across epochs if persistent);
+        with ``num_workers="auto"`` not yet decided, one that decides while delivering the
+        epoch (see ``autotune.py``): only the executor changes, never the batches."""
+        opts = self._tuned or self.options
+        if opts.num_workers == "auto":
+            if peek:  # one_batch(): not worth measuring
+                return InlineExecutor(self.work)
+            return autotune.for_loader(self, self._adopt_choice)
+        if opts.num_workers == 0:
             return InlineExecutor(self.work)
         workers = self._workers
         if workers is not None and not getattr(workers, "closed", False):
@@ -337,16 +359,16 @@ class DataLoader(Generic[T]):
 
     _tuned: LoaderOptions | None = None  # the options with num_workers="auto" resolved
 
-    def _worker_options(self) -> LoaderOptions:
-        """The options executors are built from: ``num_workers="auto"`` measured once, at the
-        first epoch (see ``autotune.py``); only the executor changes, never the batches."""
-        if self.options.num_workers != "auto":
-            return self.options
-        if self._tuned is None:
-            choice = autotune.tune_loader(self)
-            self._profiler.autotune = str(choice)
-            self._tuned = autotune.tuned_options(self.options, choice)
-        return self._tuned
+    def _adopt_choice(self, choice: autotune.Choice, executor: Executor) -> bool:
+        """Keep ``num_workers="auto"``'s choice; True when its executor is kept (persistent)."""
+        self._profiler.autotune = str(choice)
+        self._tuned = tuned = autotune.tuned_options(self.options, choice)
+        if self._profiler.current is not None:
+            self._profiler.current.executor = f"{executor!r} (chosen by num_workers='auto')"
+        if tuned.persistent_workers:
+            self._workers = executor
+            return True
+        return False
 
     def close(self) -> None:
         """Stop persistent workers and release their shared memory (idempotent).

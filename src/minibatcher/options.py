@@ -20,6 +20,7 @@ WorkerType = Literal["process", "thread"]
 Uneven = Literal["pad", "drop", "allow"]
 WORKER_TYPES = ("process", "thread")
 UNEVEN_POLICIES = ("pad", "drop", "allow")
+ON_ERROR_POLICIES = ("raise", "skip")
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -66,6 +67,7 @@ class LoaderOptions:
     progress: bool = False
     device: Any = None
     pin_memory: bool = False
+    on_error: Literal["raise", "skip"] = "raise"
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
@@ -107,6 +109,8 @@ class LoaderOptions:
         for name in ("collate_fn", "transform", "batch_transform", "worker_init_fn"):
             _callable(getattr(self, name), name)
         _positive_int(self.shuffle_buffer, "shuffle_buffer")
+        if self.on_error not in ON_ERROR_POLICIES:
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         self._check_workers()
         self._check_shard()
 
