@@ -98,8 +98,8 @@ class NumpyMLP:
         p = self.p
         return np.maximum(x @ p["w1"] + p["b1"], 0) @ p["w2"] + p["b2"]
 
-    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """One SGD step on the batch; returns its mean loss."""
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """The batch's mean loss and its gradient with respect to each parameter."""
         p = self.p
         hidden = np.maximum(x @ p["w1"] + p["b1"], 0)
         z = hidden @ p["w2"] + p["b2"]
@@ -111,10 +111,14 @@ class NumpyMLP:
         probs[rows, y] -= 1
         probs /= len(y)  # d loss / d logits
         d_hidden = (probs @ p["w2"].T) * (hidden > 0)
-        p["w2"] -= lr * (hidden.T @ probs)
-        p["b2"] -= lr * probs.sum(axis=0)
-        p["w1"] -= lr * (x.T @ d_hidden)
-        p["b1"] -= lr * d_hidden.sum(axis=0)
+        return loss, {"w2": hidden.T @ probs, "b2": probs.sum(axis=0),
+                      "w1": x.T @ d_hidden, "b1": d_hidden.sum(axis=0)}
+
+    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
+        """One SGD step on the batch; returns its mean loss."""
+        loss, grads = self.gradients(x, y)
+        for name, g in grads.items():
+            self.p[name] -= lr * g
         return loss
 
 
