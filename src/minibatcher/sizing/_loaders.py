@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import numpy as np
@@ -81,8 +82,8 @@ def split_batch(batch: Any, parts: int) -> tuple[list[Any], list[int]]:
     if n < parts:
         raise ValueError(f"a batch of {n} items cannot be cut into {parts} micro-batches")
     bounds = np.linspace(0, n, parts + 1).round().astype(int)
-    slices = [_slice(batch, int(a), int(b), n) for a, b in zip(bounds[:-1], bounds[1:])]
-    return slices, [int(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+    pairs = list(itertools.pairwise(int(b) for b in bounds))
+    return [_slice(batch, a, b, n) for a, b in pairs], [b - a for a, b in pairs]
 
 
 def _is_structure(obj: Any) -> bool:
@@ -109,16 +110,16 @@ def _slice(obj: Any, start: int, stop: int, n: int) -> Any:
     if isinstance(obj, Mapping):
         return type(obj)({k: _slice(v, start, stop, n) for k, v in obj.items()})  # type: ignore[call-arg]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        values = {f.name: _slice(getattr(obj, f.name), start, stop, n)
+        fields = {f.name: _slice(getattr(obj, f.name), start, stop, n)
                   for f in dataclasses.fields(obj) if f.init}
-        return dataclasses.replace(obj, **values)  # type: ignore[type-var]
+        return dataclasses.replace(obj, **fields)
     if isinstance(obj, tuple):
         values = [_slice(v, start, stop, n) for v in obj]
         return type(obj)(*values) if hasattr(obj, "_fields") else type(obj)(values)
     if isinstance(obj, list) and _is_structure(obj):
         return [_slice(v, start, stop, n) for v in obj]
     shape = getattr(obj, "shape", None)
-    if shape is not None and len(shape) == 0 or isinstance(obj, (numbers.Number, str, bytes)):
+    if (shape is not None and len(shape) == 0) or isinstance(obj, (numbers.Number, str, bytes)):
         return obj  # a scalar leaf: the same for every slice
     if shape is None and not isinstance(obj, list):
         return obj
@@ -168,7 +169,7 @@ def _item_bytes(item: Any) -> int:
     return total
 
 
-def batches_forever(dl: DataLoader[Any]) -> Iterator[Any]:
+def batches_forever(dl: DataLoader[Any]) -> Generator[Any, None, None]:
     """``dl``'s batches, epoch after epoch; each epoch's iterator (and its workers) closed as
     soon as it is left, also when the caller stops early."""
     while True:

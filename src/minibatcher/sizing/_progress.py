@@ -18,6 +18,11 @@ class Bar:
             self._bar = tqdm(total=total, desc=description, unit=unit, leave=False,
                              dynamic_ncols=True)
 
+    @property
+    def active(self) -> bool:
+        """Whether a bar is drawn."""
+        return self._bar is not None
+
     def update(self, n: float = 1) -> None:
         """Advance the bar by ``n``."""
         if self._bar is not None:
@@ -26,7 +31,7 @@ class Bar:
     def note(self, text: str) -> None:
         """Show ``text`` after the bar."""
         if self._bar is not None:
-            self._bar.set_postfix_str(text)
+            self._bar.set_postfix_str(text, refresh=False)  # drawn at tqdm's own pace
 
     def close(self) -> None:
         """Remove the bar."""

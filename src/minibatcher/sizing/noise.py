@@ -111,7 +111,8 @@ class NoiseScale:
       each the mean loss gradient over its slice, with the slices' sizes;
     - :meth:`update_pair` with a small-batch gradient and a large-batch one that contains it,
       e.g. under DDP each rank's local gradient (``b`` items) and the all-reduced one
-      (``world_size * b`` items), read before and after the all-reduce.
+      (``world_size * b`` items), read before and after the all-reduce; or
+      :meth:`update_sq_norms` with the rank-averaged |local|^2 (less noisy: all ranks count).
     """
 
     def __init__(self, population: int | None = None, *, window: int | None = None) -> None:
@@ -139,12 +140,12 @@ class NoiseScale:
         summed: list[Any] | None = None
         small_sq = 0.0
         count = 0
-        for grad, size in zip(micro_grads, sizes):
+        for grad, size in zip(micro_grads, sizes, strict=False):  # counted below
             leaves = [_float64(leaf) for leaf in _leaves(grad)]
             small_sq += sum(_sq_norm(leaf) for leaf in leaves)  # before the next grad() call
             weight = size / total
             summed = ([leaf * weight for leaf in leaves] if summed is None
-                      else [acc + leaf * weight for acc, leaf in zip(summed, leaves)])
+                      else [acc + leaf * weight for acc, leaf in zip(summed, leaves, strict=True)])
             count += 1
         if count != len(sizes) or summed is None:
             raise ValueError(f"update got {count} gradients for {len(sizes)} sizes")
@@ -161,7 +162,16 @@ class NoiseScale:
                 f"update_pair needs 1 <= small_size < big_size, got {small_size} and {big_size}")
         small_sq = sum(_sq_norm(_float64(leaf)) for leaf in _leaves(small))
         big_sq = sum(_sq_norm(_float64(leaf)) for leaf in _leaves(big))
-        self._add(small_sq, self.c(small_size), big_sq, self.c(big_size))
+        self.update_sq_norms(small_sq, small_size, big_sq, big_size)
+
+    def update_sq_norms(self, small_sq: float, small_size: int, big_sq: float,
+                        big_size: int) -> None:
+        """Like :meth:`update_pair`, from the squared norms: e.g. under DDP the mean over
+        ranks of |local gradient|^2 (one scalar all-reduce) and |all-reduced gradient|^2."""
+        if not 1 <= small_size < big_size:
+            raise ValueError(
+                f"update needs 1 <= small_size < big_size, got {small_size} and {big_size}")
+        self._add(float(small_sq), self.c(small_size), float(big_sq), self.c(big_size))
         self._sizes[big_size] += 1
         self._micro = round(big_size / small_size)
 
@@ -284,7 +294,8 @@ def noise_scale(
                     slices, sizes = _loaders.split_batch(batch, micro)
                     estimate.update((grad(s) for s in slices), sizes)
                     bar.update()
-                    bar.note(f"B_simple ~ {_num(estimate.value)}")
+                    if bar.active and estimate.count % 16 == 0:
+                        bar.note(f"B_simple ~ {_num(estimate.value)}")
                     out_of_time = time.perf_counter() > deadline and estimate.count >= 2
                     if estimate.count >= batches or out_of_time:
                         break

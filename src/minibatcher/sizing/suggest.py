@@ -84,7 +84,8 @@ class Suggestion:
         rows = self._rows()
         noise = self.noise.value if self.noise is not None else math.nan
         known = math.isfinite(noise)
-        times = {b: self.relative_steps(b) * t for b, t, _ in rows} if known else {}
+        fitted = self.throughput.seconds
+        times = {b: self.relative_steps(b) * fitted(b) for b, _, _ in rows} if known else {}
         best = min(times, key=times.__getitem__) if times else None
         head = (f"{'batch size':>12} {'ms/step':>9} {'items/s':>11} {'peak MiB':>9} "
                 f"{'steps (rel)':>11} {'time (rel)':>10}")
@@ -98,8 +99,9 @@ class Suggestion:
             lines.append(f"{b:>9,}{mark} {t * 1e3:>9.3f} {b / t:>11,.0f} "
                          f"{self.ceiling.peak(b) / 2**20:>9.1f} {steps} {rel}")
         lines += [
-            "", "* suggested; ~ predicted from the fits, not measured. Peak memory is the fit "
-            "(fixed + per item) of the measured peaks.",
+            "", "* suggested; ~ predicted, not measured. Peak memory: the fit (fixed + per item) "
+            "of the measured peaks. Steps: 1 + B_noise/B; time: steps x the fitted step time "
+            "alpha + beta B; both relative to the row with the least time.",
             f"Step time: {self.throughput.alpha * 1e3:.4g} ms + "
             f"{self.throughput.beta * 1e6:.4g} us per item; {self.ceiling}.",
         ]

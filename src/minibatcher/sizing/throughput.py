@@ -28,7 +28,7 @@ from ._state import preserved
 
 DEFAULT_REPEATS = 5
 DEFAULT_WARMUP = 2
-MAX_REPEATS = 50
+MAX_REPEATS = 200
 
 
 class ThroughputPoint(NamedTuple):
@@ -128,7 +128,7 @@ def throughput_curve(
             so measuring never trains the user's model.
         device: the device ``step`` runs on (CUDA is synchronised around the clock; None:
             synchronised wherever CUDA is initialised).
-        repeats: timed steps per size (more, up to 50, while ``seconds`` allows).
+        repeats: timed steps per size (more, up to 200, while ``seconds`` allows).
         warmup: untimed steps per size before the timed ones.
         seconds: a time budget shared by the sizes.
         progress: draw a progress bar (tqdm, when installed).
