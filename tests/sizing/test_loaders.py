@@ -56,3 +56,15 @@ def test_population_of_a_shard() -> None:
     assert population(DataLoader(np.arange(101), batch_size=4)) == 101
     assert population(DataLoader(np.arange(101), batch_size=4, shard=(1, 4), uneven="drop",
                                  seed=0)) == 25
+
+
+def test_sizing_imports_no_framework() -> None:
+    """NumPy only: importing minibatcher.sizing imports neither torch nor tqdm."""
+    import subprocess
+    import sys
+
+    code = ("import sys, minibatcher.sizing; "
+            "print(sorted(m for m in ('torch', 'tqdm', 'jax') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
