@@ -193,3 +193,10 @@ def test_unbatched_loader_is_refused() -> None:
     """A loader without a batch_size cannot be rebuilt at other sizes."""
     with pytest.raises(ConfigError, match="batch by batch_size"):
         noise_scale(DataLoader(np.zeros(8), batch_size=None), lambda b: b)
+
+
+def test_unshuffled_loader_warns() -> None:
+    """Fixed batches are not random draws: the estimate says so."""
+    data, w = linear_problem(256, s2=1.0)
+    with pytest.warns(UserWarning, match="does not shuffle"):
+        noise_scale(DataLoader(data, batch_size=64), linear_grad(w), micro=4, batches=4)

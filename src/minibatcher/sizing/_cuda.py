@@ -35,7 +35,8 @@ def _min_over_ranks(torch: Any, value: int, device: Any) -> int:
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return value
-    t = torch.tensor([value], dtype=torch.int64, device=device)
+    where = device if dist.get_backend() == "nccl" else "cpu"  # gloo reduces host tensors
+    t = torch.tensor([value], dtype=torch.int64, device=where)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return int(t.item())
 
