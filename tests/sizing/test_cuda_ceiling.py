@@ -42,7 +42,10 @@ def test_out_of_memory_bisects_between_the_last_fit_and_the_failure() -> None:
 
 def test_ranks_agree_on_the_smallest() -> None:
     """If any rank fails a size, every rank treats it as failed."""
-    size, _ = _verify(lambda s: s <= 500, 64, 1000, "memory", lambda v: min(v, 0 if v else 0),
+    def another_rank_always_fails(ok: int) -> int:
+        return min(ok, 0)
+
+    size, _ = _verify(lambda s: s <= 500, 64, 1000, "memory", another_rank_always_fails,
                       Bar(None, "", False, ""))
     assert size == 64  # another rank failed every trial: the last size known to fit
 
