@@ -23,16 +23,18 @@ import time
 import numpy as np
 
 from minibatcher import DataLoader, demo
+from minibatcher.sizing import noise_scale
 
 EVAL_ITEMS = 128
 MAX_EPOCHS = 400
 
 
 def time_to_target(batch_size: int, data: tuple[np.ndarray, ...], params: dict[str, np.ndarray],
-                   target: float, seed: int) -> tuple[float, int]:
+                   target: float, seed: int, model: demo.NumpyMLP | None = None,
+                   ) -> tuple[float, int]:
     """Seconds of training (and steps) until the training-set loss is <= ``target``."""
     x, y = data[0], data[1]
-    model = demo.NumpyMLP(params)
+    model = demo.NumpyMLP(params) if model is None else model
     lr = demo.learning_rate(batch_size)
     dl = DataLoader({"x": x, "y": y}, batch_size=batch_size, shuffle=True, seed=seed)
     every = max(1, EVAL_ITEMS // batch_size)
@@ -92,6 +94,16 @@ def main() -> None:
     largest = next(r for r in rows if r[0] == full)
     print(f"\nB* = {b_star}: {star[1] / best[1]:.2f}x the best power of two ({best[0]}); the "
           f"whole set: {largest[1] / best[1]:.2f}x.")
+    # The noise scale grows as the loss falls: measured again where the target is reached.
+    trained = demo.NumpyMLP(params)
+    with demo._one_blas_thread():
+        time_to_target(64, data, params, args.target, 0, trained)
+        later = noise_scale(
+            DataLoader({"x": data[0], "y": data[1]}, batch_size=64, shuffle=True, seed=0),
+            lambda b: trained.gradients(b["x"], b["y"])[1], micro=8, batches=400)
+    print(f"B_simple at the initial weights: {suggestion.noise.value:.1f}; at a training loss "
+          f"of {args.target} (batch size 64): {later.value:.1f} "
+          f"(90% interval {later.interval[0]:.1f} to {later.interval[1]:.1f}).")
 
 
 if __name__ == "__main__":
