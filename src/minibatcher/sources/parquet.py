@@ -168,10 +168,12 @@ class ParquetSource(IndexedSource):
                 import pyarrow.parquet as pq
 
                 path = self._paths[file_index]
-                source: Any = path
-                if self._filesystem is not None:
+                if self._filesystem is not None and not _is_local(self._filesystem):
                     source = self._filesystem.open_input_file(path)
-                reader = local.readers[key] = pq.ParquetFile(source)
+                    reader = pq.ParquetFile(source)
+                else:  # a local path: mapped, so the page cache is read without a copy
+                    reader = pq.ParquetFile(path, memory_map=True)
+                local.readers[key] = reader
                 own = [k for k in local.readers if k[0] == key[0]]  # never another thread's
                 while len(own) > _OPEN_FILES:
                     local.readers.pop(own.pop(0)).close()
@@ -245,6 +247,10 @@ def _files_of(data: Any) -> tuple[Any, list[str], Any]:
         "data must be a pyarrow ParquetFile, a pyarrow.dataset dataset of Parquet files, or "
         f"Parquet paths; got {kind}"
     )
+
+
+def _is_local(filesystem: Any) -> bool:
+    return type(filesystem).__name__ == "LocalFileSystem"
 
 
 def _kind(arrow_type: Any, name: str, metas: list[Any]) -> str:
