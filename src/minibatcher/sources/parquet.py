@@ -18,8 +18,9 @@ says to pass the path instead).
 
 Random access costs a row group decode per miss: with ``shuffle=True`` over a file of many row
 groups most batches touch many groups. A shard shuffle keeps the reads local (the row groups in
-a random order, the rows through a buffer): ``sampler=ShardShuffleSampler(source.row_group_sizes,
-buffer_size)`` with ``cache_row_groups`` a few times ``buffer_size`` / rows per group.
+a random order, each row moved at most ``buffer_size`` places):
+``sampler=ShardShuffleSampler(source.row_group_sizes, buffer_size)``, with ``cache_row_groups``
+at least ``2 * buffer_size / rows per group + 1``.
 """
 
 from __future__ import annotations
