@@ -36,7 +36,13 @@ class SequenceSource(IndexedSource):
     def fetch_items(self, indices: IndexArray) -> list[Any]:
         positions = indices.tolist()
         if self._getitems is not None:
-            return list(self._getitems(positions))
+            items = list(self._getitems(positions))
+            if len(items) != len(positions):
+                raise ValueError(
+                    f"{type(self.data).__name__}.__getitems__ returned {len(items)} items for "
+                    f"{len(positions)} indices; it must return one item per index, in order"
+                )
+            return items
         if len(positions) > 1:  # itemgetter loops in C: about twice as fast per item
             return list(itemgetter(*positions)(self.data))
         return [self._getitem(i) for i in positions]
