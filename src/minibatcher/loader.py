@@ -238,8 +238,9 @@ class DataLoader(Generic[T]):
             progress = _state.Progress(epoch, start)
         executor = self._executor()
         finish = self._finish_in_main
+        resumed_above = len(progress.above)  # delivered before a resume: not this run's
         rec = self._profiler.begin(
-            epoch, start, lambda: progress.next_batch + len(progress.above),
+            epoch, start, lambda: progress.next_batch + len(progress.above) - resumed_above,
             regular_batch_size(self.options), executor, self.work, keep=not peek,
         )
         sample_at = rec.sample_at
