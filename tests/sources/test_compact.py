@@ -17,9 +17,11 @@ def assert_items_equal(got: list[Any], ref: list[Any]) -> None:
     for g, r in zip(got, ref, strict=True):
         assert type(g) is type(r)
         if isinstance(r, np.ndarray):
-            assert g.dtype == r.dtype and g.dtype.str == r.dtype.str and g.shape == r.shape
+            assert g.dtype.str == r.dtype.str
+            assert g.shape == r.shape
             assert g.tolist() == r.tolist() if r.dtype.hasobject else g.tobytes() == r.tobytes()
-            assert g.flags.writeable and not np.shares_memory(g, r)
+            assert g.flags.writeable
+            assert not np.shares_memory(g, r)
         else:
             assert g == r
 
@@ -48,7 +50,8 @@ def test_round_trips_arrays_raw_and_other_items_pickled() -> None:
     compact = CompactSequence(items)
     assert compact.kinds.tolist() == [1] * 8 + [0] * 6
     assert_items_equal([compact[i] for i in range(len(items))], items)
-    assert_items_equal(compact.__getitems__([13, 1, 1, 10]), [items[13], items[1], items[1], items[10]])
+    picked = [13, 1, 1, 10]
+    assert_items_equal(compact.__getitems__(picked), [items[i] for i in picked])
     assert_items_equal(pickle.loads(pickle.dumps(compact)).__getitems__(list(range(14))), items)
 
 
@@ -70,7 +73,8 @@ def test_refresh_follows_replaced_added_and_removed_items() -> None:
     items.reverse()  # everything moved: rebuilt
     compact.refresh(items)
     assert_items_equal(compact.__getitems__(list(range(len(items)))), items)
-    assert_items_equal(pickle.loads(pickle.dumps(compact)).__getitems__([0, 5]), [items[0], items[5]])
+    copied = pickle.loads(pickle.dumps(compact))
+    assert_items_equal(copied.__getitems__([0, 5]), [items[0], items[5]])
 
 
 def test_lists_of_arrays_are_not_compacted(monkeypatch: Any) -> None:

@@ -238,7 +238,8 @@ def test_two_threads_iterating_one_persistent_loader_get_a_clear_error() -> None
         thread = threading.Thread(target=other_thread)
         thread.start()
         thread.join(30)
-        assert len(errors) == 1 and "another thread" in str(errors[0])
+        assert len(errors) == 1
+        assert "another thread" in str(errors[0])
         assert len(list(it)) == 9  # the first iteration goes on
         errors.clear()
         thread = threading.Thread(target=other_thread)

@@ -131,9 +131,11 @@ def assert_same(got: Any, ref: Any, where: str = "batch") -> None:
         assert got.shape == ref.shape, f"{where}: {got.shape} != {ref.shape}"
         assert got.tobytes() == ref.tobytes(), f"{where}: values differ"
     elif isinstance(ref, np.generic):
-        assert got.dtype == ref.dtype and got.tobytes() == ref.tobytes(), where
+        assert got.dtype == ref.dtype, where
+        assert got.tobytes() == ref.tobytes(), where
     elif isinstance(ref, torch.Tensor):
-        assert got.dtype == ref.dtype and got.shape == ref.shape, f"{where}: {got} != {ref}"
+        assert got.dtype == ref.dtype, f"{where}: {got.dtype} != {ref.dtype}"
+        assert got.shape == ref.shape, f"{where}: {got.shape} != {ref.shape}"
         assert got.requires_grad == ref.requires_grad, f"{where}: requires_grad differs"
         as_bytes = [t.detach().contiguous().flatten().view(torch.uint8) for t in (got, ref)]
         assert torch.equal(*as_bytes), f"{where}: values differ"

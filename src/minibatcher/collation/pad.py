@@ -13,6 +13,7 @@ collators, ``attention_mask`` and ``token_type_ids`` are padded with 0 whatever 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sys
@@ -124,10 +125,8 @@ class PadCollator(Collator):
                 )
             out = {k: out[k] for k in items[0]}  # the rows' key order
             if type(items[0]) is not dict:
-                try:
+                with contextlib.suppress(TypeError):
                     out = type(items[0])(out)
-                except TypeError:
-                    pass
         if "input_ids" in items[0] and "attention_mask" not in items[0]:
             out["attention_mask"] = _attention_mask(items, self.side)
         return out

@@ -64,9 +64,8 @@ def process_work(work: Any) -> Any:
         cached = _compacted[work]
     except (KeyError, TypeError):
         cached = None
-    if cached is not None:
-        if cached is work or refresh_source(cached.source, source):
-            return cached
+    if cached is not None and (cached is work or refresh_source(cached.source, source)):
+        return cached
     compact = compact_source(source) if source is not None else None
     result = work
     if compact is not None:
