@@ -130,9 +130,21 @@ class TensorSource(IndexedSource):
 
 
 def _take_tensor(torch: Any, tensor: Any, index: Any, allocate: Allocator | None) -> Any:
-    if allocate is None or tensor.dtype == torch.bfloat16:
+    numpy_dtype = None if allocate is None else _numpy_dtype(torch, tensor)
+    if allocate is None or numpy_dtype is None:  # the given memory may not change the result
         return tensor.index_select(0, index)
-    numpy_dtype = torch.empty((), dtype=tensor.dtype).numpy().dtype
     out = torch.from_numpy(allocate((len(index), *tensor.shape[1:]), numpy_dtype))
     torch.index_select(tensor, 0, index, out=out)
     return out
+
+
+def _numpy_dtype(torch: Any, tensor: Any) -> Any:
+    """The NumPy dtype to take ``tensor``'s rows into given memory with, or None where
+    ``index_select`` must allocate itself: autograd (``out=`` refuses it), other devices or
+    layouts, dtypes NumPy lacks (bfloat16, float8, ...)."""
+    if tensor.requires_grad or tensor.device.type != "cpu" or tensor.layout is not torch.strided:
+        return None
+    try:
+        return torch.empty((), dtype=tensor.dtype).numpy().dtype
+    except (TypeError, RuntimeError):
+        return None
