@@ -70,6 +70,14 @@ class PadCollator(Collator):
         else:
             out = allocate((len(arrays), *shape), dtype)
         out[...] = self.pad_value
+        if len(shape) == 1 and len(arrays) > 1:  # token sequences: one masked write
+            positions = np.arange(shape[0])
+            if self.side == "right":
+                tokens = positions < lengths[:, None]
+            else:
+                tokens = positions >= (shape[0] - lengths)[:, None]
+            out[tokens] = np.concatenate(arrays).astype(dtype, copy=False)
+            return (out, lengths) if self.return_lengths else out
         for row, a in zip(out, arrays, strict=True):
             if self.side == "right":
                 row[tuple(slice(0, n) for n in a.shape)] = a
