@@ -92,3 +92,18 @@ def test_lists_of_arrays_are_not_compacted(monkeypatch: Any) -> None:
     assert compact_module.compact_source(SequenceSource(rows)) is None
     rows = [{"id": i, "name": f"n{i}", "x": [1.5, 2.5]} for i in range(100)]
     assert compact_module.compact_source(SequenceSource(rows)) is not None
+
+
+def test_an_unpicklable_item_added_later_drops_the_compact_copy(monkeypatch: Any) -> None:
+    """The list is then read as it is (refresh_source says so; the caller compacts anew)."""
+    from minibatcher.sources import compact as compact_module
+    from minibatcher.sources.sequence import SequenceSource
+
+    monkeypatch.setattr(compact_module, "COMPACT_MIN_ITEMS", 10)
+    data: list[Any] = [{"i": i} for i in range(20)]
+    source = SequenceSource(data)
+    compacted = compact_module.compact_source(source)
+    assert compacted is not None
+    data.append(lambda: 0)
+    assert not compact_module.refresh_source(compacted, source)
+    assert compact_module.compact_source(source) is None
