@@ -98,3 +98,11 @@ def test_in_order_false_compares_each_epoch_as_a_multiset() -> None:
     _compare_flat("x", batches[::-1], batches, [4])
     with pytest.raises(AssertionError, match="missing"):
         _compare_flat("x", [batches[0], *batches[:3]], batches, [4])
+
+
+def test_same_batches_compares_tensors_of_dtypes_numpy_lacks() -> None:
+    torch = pytest.importorskip("torch")
+    a = torch.arange(4).to(torch.bfloat16)
+    assert same_batches(a, a.clone())
+    assert not same_batches(a, a + 1)
+    assert not same_batches(a, a.to(torch.float16))

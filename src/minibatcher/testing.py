@@ -198,7 +198,13 @@ def same_batches(a: Any, b: Any) -> bool:
         nan = a.dtype.kind in "fc"
         return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b, nan))
     if hasattr(a, "numpy") and hasattr(a, "shape") and hasattr(a, "dtype"):  # a tensor
-        return same_batches(a.detach().cpu().numpy(), b.detach().cpu().numpy())
+        if a.dtype != b.dtype:
+            return False
+        a, b = a.detach().cpu(), b.detach().cpu()
+        try:
+            return same_batches(a.numpy(), b.numpy())
+        except TypeError:  # a dtype NumPy lacks (bfloat16, float8): compared as float64
+            return same_batches(a.double().numpy(), b.double().numpy())
     if isinstance(a, Mapping):
         return a.keys() == b.keys() and all(same_batches(a[k], b[k]) for k in a)
     if dataclasses.is_dataclass(a) and not isinstance(a, type):  # no astuple: it deep-copies
