@@ -86,3 +86,10 @@ def test_output_torch_names_the_field_it_cannot_convert_and_keeps_mapping_types(
     batch = next(iter(DataLoader([OrderedDict(x=float(i)) for i in range(4)], batch_size=2,
                                  output="torch")))
     assert type(batch) is OrderedDict
+
+
+def test_output_numpy_names_a_tensor_numpy_cannot_hold() -> None:
+    torch = pytest.importorskip("torch")
+    data = {"x": torch.zeros(4, dtype=torch.bfloat16)}
+    with pytest.raises(TypeError, match=r"output='numpy' cannot convert batch\['x'\]"):
+        next(iter(DataLoader(data, batch_size=2, output="numpy")))

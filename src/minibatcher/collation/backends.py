@@ -41,7 +41,7 @@ def converter(output: str) -> Callable[[Any], Any] | None:
     if output == "auto":
         return None
     if output == "numpy":
-        return lambda batch: map_leaves(batch, _to_numpy)
+        return lambda batch: convert_leaves(batch, _to_numpy, output)
     if output == "torch":
         torch = require("torch", output)
         return lambda batch: convert_leaves(batch, lambda x: _to_torch(torch, x), output)
@@ -64,7 +64,7 @@ def convert_leaves(batch: Any, fn: Callable[[Any], Any], output: str) -> Any:
             what = type(leaf).__name__ + ("" if dtype is None else f" of dtype {dtype}")
             raise TypeError(
                 f"output={output!r} cannot convert {path} (a {what}): {e}; use output='auto' "
-                "or 'numpy', or convert that field in a batch_transform"
+                "(each leaf as collated), or convert that field in a batch_transform"
             ) from e
 
     return _map_with_paths(batch, named, "batch")
