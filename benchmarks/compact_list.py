@@ -25,7 +25,8 @@ N, BATCH, WORKERS = 100_000, 64, 2
 def make_data(kind: str) -> list[Any]:
     rng = np.random.default_rng(0)
     if kind == "dicts":
-        return [{"id": i, "name": f"n{i}", "len": int(k)} for i, k in enumerate(rng.integers(1, 64, N))]
+        lengths = rng.integers(1, 64, N).tolist()
+        return [{"id": i, "name": f"n{i}", "len": k} for i, k in enumerate(lengths)]
     return [np.arange(k, dtype=np.int32) for k in rng.integers(1, 64, N)]
 
 
@@ -52,7 +53,9 @@ def main(loader: str, kind: str = "arrays", collate: str = "list") -> None:
         import torch.utils.data as tud
 
         def make() -> Any:
-            return tud.DataLoader(data, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_fn)
+            return tud.DataLoader(
+                data, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_fn
+            )
     else:
         worker_type = "thread" if loader == "threads" else "process"
 

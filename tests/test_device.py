@@ -34,7 +34,9 @@ def test_pin_memory_without_cuda_warns_and_still_delivers() -> None:
 
 
 def test_device_rejects_an_unknown_device() -> None:
-    with pytest.raises(RuntimeError):
+    from minibatcher import ConfigError
+
+    with pytest.raises(ConfigError, match="device='nonsense' is not a torch device"):
         DataLoader(np.arange(10), 4, device="nonsense")
 
 
@@ -44,3 +46,14 @@ def test_cuda_prefetch_delivers_every_batch_on_the_device_in_order() -> None:
     batches = list(DataLoader(data, 100, device="cuda", pin_memory=True))
     assert all(b.is_cuda for b in batches)
     np.testing.assert_array_equal(torch.cat(batches).cpu().numpy(), data)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "nonsense"])
+def test_an_unavailable_device_is_refused_at_construction_naming_device(device: str) -> None:
+    """Not torch's "torch.cuda.Stream requires CUDA support" (or worse, at the first batch)."""
+    from minibatcher import ConfigError
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=rf"device='{device}'"):
+        DataLoader(range(4), 2, device=device)

@@ -317,3 +317,25 @@ def test_repr_is_compact() -> None:
     text = repr(DataLoader(range(3), batch_size=2, seed=4))
     assert text.startswith("DataLoader(data=range, batch_size=2, shuffle=False")
     assert "seed=4" in text
+
+
+def test_batch_size_none_applies_the_collate_fn_to_each_item() -> None:
+    """As torch does (it used to be ignored silently), with and without workers."""
+
+    def tag(item: int) -> tuple[str, int]:
+        return ("item", item)
+
+    for kwargs in ({}, {"num_workers": 2, "worker_type": "thread"}):
+        dl = DataLoader(range(3), batch_size=None, collate_fn=tag, **kwargs)  # type: ignore[arg-type]
+        assert list(dl) == [("item", 0), ("item", 1), ("item", 2)]
+
+
+def test_a_failing_item_names_its_indices() -> None:
+    def boom(item: int) -> int:
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError, match="bad") as info:
+        list(DataLoader(range(4), batch_size=2, transform=boom))
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    assert "(indices [0, 1])" in notes
+    assert "indexs" not in notes

@@ -192,3 +192,18 @@ def test_verdict_suggestions() -> None:
     assert "prefetch" in verdict(1.0, 0.1, {"fetch": 1.0}, workers)
     assert "thread" in verdict(1.0, 0.1, {"fetch": 0.1, "transport": 1.0}, workers)
     assert "fewer" in verdict(0.001, 1.0, none, workers)
+
+
+def test_stats_after_resuming_a_state_with_batches_delivered_above_count_only_this_run() -> None:
+    """Batches 2 and 3 were delivered before the checkpoint (out of order): the resumed epoch
+    delivers 10 - 1 - 2 = 7 batches, 95 - 10 - 20 = 65 items (it reported 9 and 85)."""
+    dl = DataLoader(range(95), batch_size=10, seed=0)
+    it = iter(dl)
+    next(it)
+    state = dl.state_dict()
+    state["loader"]["delivered_above"] = [2, 3]
+    resumed = DataLoader(range(95), batch_size=10, seed=0)
+    resumed.load_state_dict(state)
+    got = [b.tolist()[0] for b in resumed]
+    assert got == [10, 40, 50, 60, 70, 80, 90]
+    assert (resumed.stats.batches, resumed.stats.items) == (7, 65)

@@ -70,3 +70,39 @@ def test_same_batches_compares_structure_dtype_and_values() -> None:
     assert not same_batches(a, {**a, "y": ["a", "c"]})
     assert not same_batches([1, 2], (1, 2))
     assert same_batches(np.array([np.nan]), np.array([np.nan]))
+
+
+def jittery(item: int) -> int:
+    """Takes 0-4 ms at random: with in_order=False, batches arrive in a new order each run."""
+    import random
+    import time
+
+    time.sleep(random.random() * 0.004)
+    return item
+
+
+def test_in_order_false_compares_each_epoch_as_a_multiset() -> None:
+    """Batches arrive in any order with in_order=False: check_resume used to report that as a
+    difference."""
+    report = check_resume(
+        lambda: DataLoader(
+            range(12), batch_size=3, seed=0, num_workers=2, worker_type="thread",
+            in_order=False, transform=jittery,
+        ),
+        every=2,
+    )
+    assert report.batches_per_epoch == 4
+    from minibatcher.testing import _compare_flat
+
+    batches = [np.array([i]) for i in range(4)]
+    _compare_flat("x", batches[::-1], batches, [4])
+    with pytest.raises(AssertionError, match="missing"):
+        _compare_flat("x", [batches[0], *batches[:3]], batches, [4])
+
+
+def test_same_batches_compares_tensors_of_dtypes_numpy_lacks() -> None:
+    torch = pytest.importorskip("torch")
+    a = torch.arange(4).to(torch.bfloat16)
+    assert same_batches(a, a.clone())
+    assert not same_batches(a, a + 1)
+    assert not same_batches(a, a.to(torch.float16))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .collation import map_leaves
+from .errors import ConfigError
 from .transport import Result
 
 
@@ -35,6 +36,27 @@ def _torch() -> Any:
             "pip install 'minibatcher[torch]'"
         ) from e
     return torch
+
+
+def _usable_device(torch: Any, device: Any) -> Any:
+    """``torch.device(device)``, checked to exist here (an error naming ``device=`` otherwise,
+    at construction, rather than torch's "torch.cuda.Stream requires CUDA support" later)."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ConfigError(f"device={device!r} is not a torch device ({e})") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={device!r} but CUDA is not available here (torch {torch.__version__}, "
+            f"CUDA build {torch.version.cuda}); pass device=None or 'cpu', or run where a GPU is"
+        )
+    try:
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError, ValueError) as e:
+        raise ConfigError(f"device={device!r} is not available here: {e}") from None
+    return resolved
 
 
 class DeviceTransfer:
@@ -50,7 +72,7 @@ class DeviceTransfer:
 
     def __init__(self, device: Any = None, pin_memory: bool = False, ahead: int = 1) -> None:
         torch = _torch()
-        self.device = None if device is None else torch.device(device)
+        self.device = None if device is None else _usable_device(torch, device)
         if pin_memory and not torch.cuda.is_available():
             warnings.warn(
                 "pin_memory=True but no CUDA device is available: pinning is skipped",

@@ -13,6 +13,9 @@ are the same whatever the number or kind of workers.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
@@ -283,8 +286,11 @@ class DataLoader(Generic[T]):
         if progress is None:
             progress = _state.Progress(epoch, start)
         executor = self._executor(peek)
+        if executor is self._workers:
+            self._workers_owner = threading.get_ident()
+        resumed_above = len(progress.above)  # delivered before a resume: not this run's
         rec = self._profiler.begin(
-            epoch, start, lambda: progress.next_batch + len(progress.above),
+            epoch, start, lambda: progress.next_batch + len(progress.above) - resumed_above,
             regular_batch_size(self.options), executor, self.work, keep=not peek,
         )
         finish = self._finish_in_main
@@ -328,6 +334,8 @@ class DataLoader(Generic[T]):
                 self._profiler.collect(self.work, ended=True)
             if executor is not self._workers:  # persistent workers outlive the epoch
                 executor.close()
+            elif self._workers_owner == threading.get_ident():
+                self._workers_owner = None
 
     @property
     def stats(self) -> LoaderStats:
@@ -349,13 +357,36 @@ class DataLoader(Generic[T]):
             return autotune.for_loader(self, self._adopt_choice)
         if opts.num_workers == 0:
             return InlineExecutor(self.work)
+        if opts.worker_type == "process" and multiprocessing.current_process().daemon:
+            # Inside a daemonic process (another loader's worker), which cannot have children.
+            if not self._warned_daemonic:
+                self._warned_daemonic = True
+                warnings.warn(
+                    f"DataLoader(num_workers={opts.num_workers}) inside a daemonic process (a "
+                    "DataLoader worker, say): daemonic processes cannot have children, so its "
+                    "batches are loaded inline, in this process (the same batches); pass "
+                    "worker_type='thread' to load them in threads",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            return InlineExecutor(self.work)
         workers = self._workers
         if workers is not None and not getattr(workers, "closed", False):
+            owner = self._workers_owner
+            if owner is not None and owner != threading.get_ident():
+                raise RuntimeError(
+                    "this loader's persistent workers are serving an iteration in another "
+                    "thread: they serve one iteration at a time; give each thread its own "
+                    "DataLoader (or finish, or close, the other iteration first)"
+                )
             return workers
         executor = make_executor(self.work, opts, self.seed)
         if opts.persistent_workers:
             self._workers = executor
         return executor
+
+    _warned_daemonic = False
+    _workers_owner: int | None = None  # the thread whose iteration uses the persistent workers
 
     _tuned: LoaderOptions | None = None  # the options with num_workers="auto" resolved
 

@@ -61,9 +61,14 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     first = make_loader()
     reference = _run_epochs(first, epochs)
+    # in_order=False: batches arrive in any order, each exactly once; compare each epoch's
+    # batches as a multiset, not their arrival order.
+    unordered = getattr(getattr(first, "options", None), "in_order", True) is False
     _close(first)
     count = len(reference[0])
     expected_all = [b for epoch in reference for b in epoch]
+    lengths = [len(epoch) for epoch in reference] if unordered else None
+
     stops: list[str] = []
     sizes = [0]
     shapes: list[Any] = []
@@ -93,7 +98,7 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
         return [b for epoch in _run_epochs(resumed, left) for b in epoch]
 
     before = restore(state)
-    _compare("before iter()", _run_epochs(before, epochs), reference)
+    _compare("before iter()", _run_epochs(before, epochs), reference, unordered)
     stops.append("before iter()")
     _close(before)
     boundaries = sorted(set(range(0, count + 1, every)) | {count})
@@ -107,7 +112,7 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
         resumed = restore(state)
         rest = rest_of_run(resumed, state)
         _close(resumed)
-        _compare_flat(name, got + rest, expected_all)
+        _compare_flat(name, got + rest, expected_all, lengths)
         stops.append(name)
         if 0 < k < count:  # a second stop within the resumed epoch
             first = restore(state)
@@ -119,7 +124,7 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
             tail = rest_of_run(again, state2)
             _close(again)
             name2 = f"{name}, then 1 more, stopped again"
-            _compare_flat(name2, got + one + tail, expected_all)
+            _compare_flat(name2, got + one + tail, expected_all, lengths)
             stops.append(name2)
     # After the epoch ended: the restored loader starts the next epoch.
     loader = make_loader()
@@ -128,7 +133,7 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
     state = loader.state_dict()
     _close(loader)
     resumed = restore(state)
-    _compare("after the epoch ended", _run_epochs(resumed, epochs - 1), reference[1:])
+    _compare("after the epoch ended", _run_epochs(resumed, epochs - 1), reference[1:], unordered)
     stops.append("after the epoch ended")
     _close(resumed)
     return ResumeReport(count, tuple(stops), sizes[0])
@@ -146,14 +151,27 @@ def _run_epochs(loader: Any, epochs: int) -> list[list[Any]]:
     return [list(loader) for _ in range(epochs)]
 
 
-def _compare(where: str, got: list[list[Any]], expected: list[list[Any]]) -> None:
+def _compare(
+    where: str, got: list[list[Any]], expected: list[list[Any]], unordered: bool = False
+) -> None:
     if len(got) != len(expected):
         raise AssertionError(f"resume {where}: {len(got)} epochs, expected {len(expected)}")
     for e, (g, x) in enumerate(zip(got, expected, strict=False)):
-        _compare_flat(f"{where}, epoch +{e}", g, x)
+        _compare_flat(f"{where}, epoch +{e}", g, x, [len(x)] if unordered else None)
 
 
-def _compare_flat(where: str, got: list[Any], expected: list[Any]) -> None:
+def _compare_flat(
+    where: str, got: list[Any], expected: list[Any], epochs: list[int] | None = None
+) -> None:
+    """Batch by batch; with ``epochs`` (the epochs' lengths, for in_order=False), each epoch's
+    batches as a multiset: the same batches, each as often, in any order."""
+    if epochs is not None and len(got) == len(expected):
+        start = 0
+        for e, length in enumerate(epochs):
+            chunk = slice(start, start + length)
+            _same_multiset(f"{where}, epoch +{e}", got[chunk], expected[chunk])
+            start += length
+        return
     for i, (g, x) in enumerate(zip(got, expected, strict=False)):
         if not same_batches(g, x):
             raise AssertionError(
@@ -166,6 +184,20 @@ def _compare_flat(where: str, got: list[Any], expected: list[Any]) -> None:
         )
 
 
+def _same_multiset(where: str, got: list[Any], expected: list[Any]) -> None:
+    left = list(got)
+    for x in expected:
+        match = next((i for i, g in enumerate(left) if same_batches(g, x)), None)
+        if match is None:
+            raise AssertionError(
+                f"resume {where}: batch {_show(x)} of the uninterrupted run is missing"
+                f"{' (or delivered twice)' if len(left) == 1 else ''}"
+            )
+        del left[match]
+    if left:
+        raise AssertionError(f"resume {where}: extra batch {_show(left[0])}")
+
+
 def same_batches(a: Any, b: Any) -> bool:
     """Deep equality of two batches: arrays, tensors, mappings, sequences, dataclasses."""
     if type(a) is not type(b):
@@ -174,11 +206,19 @@ def same_batches(a: Any, b: Any) -> bool:
         nan = a.dtype.kind in "fc"
         return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b, nan))
     if hasattr(a, "numpy") and hasattr(a, "shape") and hasattr(a, "dtype"):  # a tensor
-        return same_batches(a.detach().cpu().numpy(), b.detach().cpu().numpy())
+        if a.dtype != b.dtype:
+            return False
+        a, b = a.detach().cpu(), b.detach().cpu()
+        try:
+            return same_batches(a.numpy(), b.numpy())
+        except TypeError:  # a dtype NumPy lacks (bfloat16, float8): compared as float64
+            return same_batches(a.double().numpy(), b.double().numpy())
     if isinstance(a, Mapping):
         return a.keys() == b.keys() and all(same_batches(a[k], b[k]) for k in a)
-    if dataclasses.is_dataclass(a) and not isinstance(a, type):
-        return same_batches(dataclasses.astuple(a), dataclasses.astuple(b))
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):  # no astuple: it deep-copies
+        return all(
+            same_batches(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+        )
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same_batches(x, y) for x, y in zip(a, b, strict=False))
     return bool(a == b)

@@ -104,6 +104,8 @@ class BatchWork:
         self._transform_rng = takes_rng(self.transform)
         self._batch_transform_rng = takes_rng(self.batch_transform)
         self._accepts_allocator = isinstance(self.collate_fn, Collator)
+        # With batch_size=None, a user's collate_fn applies to each item (as torch does).
+        self._item_fn = None if self.batched or self.collate_fn is collate else self.collate_fn
         self._convert = converter(self.output) if self.output != "jax" else None
         self._timings: dict[str, float] = dict.fromkeys(("samples", *STAGES), 0.0)
         self.fast_path = (
@@ -160,7 +162,8 @@ class BatchWork:
             if self.transform is not None:
                 items = self._transform_items(items, keys, epoch)
             if not self.batched:
-                return self._finish(items[0], epoch, seq)
+                item = items[0] if self._item_fn is None else self._item_fn(items[0])
+                return self._finish(item, epoch, seq)
             if self._accepts_allocator:
                 batch = self.collate_fn(items, allocate)  # type: ignore[call-arg]
             else:
@@ -200,7 +203,7 @@ class BatchWork:
                 items = self._transform_items(items, keys, epoch)
             t2 = clock()
             if not self.batched:
-                batch = items[0]
+                batch = items[0] if self._item_fn is None else self._item_fn(items[0])
             elif self._accepts_allocator:
                 batch = self.collate_fn(items, allocate)  # type: ignore[call-arg]
             else:
@@ -314,11 +317,12 @@ class BatchWork:
 
     def _describe_failure(self, task: Task) -> str:
         epoch, seq, keys, items = task
-        where = "stream position" if items is not None else "index"
+        where, plural = ("stream position", "stream positions") if items is not None else (
+            "index", "indices"
+        )
         culprit = self._find_failing_key(task)
         shown = keys[:16].tolist()
         more = "..." if len(keys) > 16 else ""
-        plural = "stream positions" if items is not None else "indices"
         head = f"while loading batch {seq} of epoch {epoch} ({plural} {shown}{more})"
         if culprit is None:
             return head

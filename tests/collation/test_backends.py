@@ -74,3 +74,22 @@ def test_a_numpy_only_run_never_imports_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_output_torch_names_the_field_it_cannot_convert_and_keeps_mapping_types() -> None:
+    pytest.importorskip("torch")
+    from collections import OrderedDict
+
+    rows = [OrderedDict(x=float(i), when=np.datetime64("2020-01-01")) for i in range(4)]
+    with pytest.raises(TypeError, match=r"output='torch' cannot convert batch\['when'\]"):
+        next(iter(DataLoader(rows, batch_size=2, output="torch")))
+    batch = next(iter(DataLoader([OrderedDict(x=float(i)) for i in range(4)], batch_size=2,
+                                 output="torch")))
+    assert type(batch) is OrderedDict
+
+
+def test_output_numpy_names_a_tensor_numpy_cannot_hold() -> None:
+    torch = pytest.importorskip("torch")
+    data = {"x": torch.zeros(4, dtype=torch.bfloat16)}
+    with pytest.raises(TypeError, match=r"output='numpy' cannot convert batch\['x'\]"):
+        next(iter(DataLoader(data, batch_size=2, output="numpy")))

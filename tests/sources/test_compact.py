@@ -17,9 +17,11 @@ def assert_items_equal(got: list[Any], ref: list[Any]) -> None:
     for g, r in zip(got, ref, strict=True):
         assert type(g) is type(r)
         if isinstance(r, np.ndarray):
-            assert g.dtype == r.dtype and g.dtype.str == r.dtype.str and g.shape == r.shape
+            assert g.dtype.str == r.dtype.str
+            assert g.shape == r.shape
             assert g.tolist() == r.tolist() if r.dtype.hasobject else g.tobytes() == r.tobytes()
-            assert g.flags.writeable and not np.shares_memory(g, r)
+            assert g.flags.writeable
+            assert not np.shares_memory(g, r)
         else:
             assert g == r
 
@@ -48,7 +50,8 @@ def test_round_trips_arrays_raw_and_other_items_pickled() -> None:
     compact = CompactSequence(items)
     assert compact.kinds.tolist() == [1] * 8 + [0] * 6
     assert_items_equal([compact[i] for i in range(len(items))], items)
-    assert_items_equal(compact.__getitems__([13, 1, 1, 10]), [items[13], items[1], items[1], items[10]])
+    picked = [13, 1, 1, 10]
+    assert_items_equal(compact.__getitems__(picked), [items[i] for i in picked])
     assert_items_equal(pickle.loads(pickle.dumps(compact)).__getitems__(list(range(14))), items)
 
 
@@ -70,7 +73,8 @@ def test_refresh_follows_replaced_added_and_removed_items() -> None:
     items.reverse()  # everything moved: rebuilt
     compact.refresh(items)
     assert_items_equal(compact.__getitems__(list(range(len(items)))), items)
-    assert_items_equal(pickle.loads(pickle.dumps(compact)).__getitems__([0, 5]), [items[0], items[5]])
+    copied = pickle.loads(pickle.dumps(compact))
+    assert_items_equal(copied.__getitems__([0, 5]), [items[0], items[5]])
 
 
 def test_lists_of_arrays_are_not_compacted(monkeypatch: Any) -> None:
@@ -88,3 +92,18 @@ def test_lists_of_arrays_are_not_compacted(monkeypatch: Any) -> None:
     assert compact_module.compact_source(SequenceSource(rows)) is None
     rows = [{"id": i, "name": f"n{i}", "x": [1.5, 2.5]} for i in range(100)]
     assert compact_module.compact_source(SequenceSource(rows)) is not None
+
+
+def test_an_unpicklable_item_added_later_drops_the_compact_copy(monkeypatch: Any) -> None:
+    """The list is then read as it is (refresh_source says so; the caller compacts anew)."""
+    from minibatcher.sources import compact as compact_module
+    from minibatcher.sources.sequence import SequenceSource
+
+    monkeypatch.setattr(compact_module, "COMPACT_MIN_ITEMS", 10)
+    data: list[Any] = [{"i": i} for i in range(20)]
+    source = SequenceSource(data)
+    compacted = compact_module.compact_source(source)
+    assert compacted is not None
+    data.append(lambda: 0)
+    assert not compact_module.refresh_source(compacted, source)
+    assert compact_module.compact_source(source) is None

@@ -166,3 +166,18 @@ def test_torch_map_style_dataset() -> None:
 def test_not_a_collection_is_refused_naming_the_type() -> None:
     with pytest.raises(TypeError, match=r"data must be a collection.*int"):
         DataLoader(42)
+
+
+def test_getitems_returning_the_wrong_number_of_items_is_named() -> None:
+    class Short:
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, i: int) -> int:
+            return i
+
+        def __getitems__(self, indices: list[int]) -> list[int]:
+            return indices[:-1]
+
+    with pytest.raises(ValueError, match=r"Short.__getitems__ returned 3 items for 4 indices"):
+        list(DataLoader(Short(), batch_size=4))

@@ -191,3 +191,67 @@ def test_big_batches_equal_the_data() -> None:
         assert batch.shape == (8, 3, 64, 64)
         assert (batch[:, 0, 0, 0] == np.arange(8 * k, 8 * k + 8) % 256).all()
     del held
+
+
+def test_set_epoch_replays_an_epoch_exactly_with_persistent_workers() -> None:
+    """The workers' global random, NumPy and torch generators are reseeded for a replayed epoch
+    (they used to be reseeded only when the epoch number changed). One worker: which worker
+    draws for which batch depends on timing with more (tiny batches travel in chunks)."""
+    with DataLoader(
+        WhoAmI(), batch_size=8, num_workers=1, persistent_workers=True, seed=5,
+        collate_fn=as_list,
+    ) as dl:
+        first = [as_list(b) for b in dl]
+        dl.set_epoch(0)
+        again = [as_list(b) for b in dl]
+    assert again == first
+
+
+class InnerLoader:
+    """Each item loads a small loader of its own, with process workers (inside a worker)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> tuple[list[list[int]], list[str]]:
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with DataLoader(range(i, i + 4), batch_size=2, num_workers=2) as inner:
+                batches = [b.tolist() for b in inner]
+        return batches, [str(w.message) for w in caught]
+
+
+def test_a_loader_inside_a_process_worker_loads_inline() -> None:
+    """Daemonic processes cannot have children: the inner loader runs inline (with a warning
+    saying so) instead of failing with an error that blamed pickling."""
+    with DataLoader(InnerLoader(), batch_size=None, num_workers=2) as dl:
+        got = list(dl)
+    assert [batches for batches, _ in got] == [[[i, i + 1], [i + 2, i + 3]] for i in range(4)]
+    assert all("daemonic processes cannot have children" in " ".join(w) for _, w in got)
+
+
+def test_two_threads_iterating_one_persistent_loader_get_a_clear_error() -> None:
+    errors: list[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            next(iter(dl))
+        except RuntimeError as e:
+            errors.append(e)
+
+    with DataLoader(range(40), batch_size=4, num_workers=2, persistent_workers=True) as dl:
+        it = iter(dl)
+        next(it)
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join(30)
+        assert len(errors) == 1
+        assert "another thread" in str(errors[0])
+        assert len(list(it)) == 9  # the first iteration goes on
+        errors.clear()
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join(30)
+        assert not errors  # once it ended, another thread may iterate

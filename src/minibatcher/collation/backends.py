@@ -41,35 +41,70 @@ def converter(output: str) -> Callable[[Any], Any] | None:
     if output == "auto":
         return None
     if output == "numpy":
-        return lambda batch: map_leaves(batch, _to_numpy)
+        return lambda batch: convert_leaves(batch, _to_numpy, output)
     if output == "torch":
         torch = require("torch", output)
-        return lambda batch: map_leaves(batch, lambda x: _to_torch(torch, x))
+        return lambda batch: convert_leaves(batch, lambda x: _to_torch(torch, x), output)
     jnp = require("jax.numpy", output)
-    return lambda batch: map_leaves(batch, lambda x: _to_jax(jnp, x))
+    return lambda batch: convert_leaves(batch, lambda x: _to_jax(jnp, x), output)
+
+
+def convert_leaves(batch: Any, fn: Callable[[Any], Any], output: str) -> Any:
+    """:func:`map_leaves` for ``output=``: a leaf that fails to convert is named in the error."""
+    try:
+        return map_leaves(batch, fn)
+    except (TypeError, ValueError, RuntimeError):
+        pass
+    # The error path only: find the leaf again, with its place in the batch.
+    def named(path: str, leaf: Any) -> Any:
+        try:
+            return fn(leaf)
+        except (TypeError, ValueError, RuntimeError) as e:
+            dtype = getattr(leaf, "dtype", None)
+            what = type(leaf).__name__ + ("" if dtype is None else f" of dtype {dtype}")
+            raise TypeError(
+                f"output={output!r} cannot convert {path} (a {what}): {e}; use output='auto' "
+                "(each leaf as collated), or convert that field in a batch_transform"
+            ) from e
+
+    return _map_with_paths(batch, named, "batch")
 
 
 def map_leaves(batch: Any, fn: Callable[[Any], Any]) -> Any:
-    """Apply ``fn`` to every leaf of a batch, keeping the structure (lists of str stay lists)."""
+    """Apply ``fn`` to every leaf of a batch, keeping the structure (lists of str stay lists;
+    mappings keep their type where it can be rebuilt from a dict, e.g. OrderedDict)."""
+    return _map_with_paths(batch, lambda _, leaf: fn(leaf), None)
+
+
+def _map_with_paths(batch: Any, fn: Callable[[Any, Any], Any], path: str | None) -> Any:
+    def sub(key: Any) -> str | None:
+        return None if path is None else f"{path}[{key!r}]"
+
     kind = type(batch)
     if kind is dict or isinstance(batch, Mapping):
-        return {k: map_leaves(v, fn) for k, v in batch.items()}
+        out = {k: _map_with_paths(v, fn, sub(k)) for k, v in batch.items()}
+        if kind is dict:
+            return out
+        try:
+            return kind(out)
+        except TypeError:
+            return out
     if kind is tuple:
-        return tuple(map_leaves(v, fn) for v in batch)
+        return tuple(_map_with_paths(v, fn, sub(i)) for i, v in enumerate(batch))
     if isinstance(batch, tuple) and hasattr(kind, "_fields"):
-        return kind(*(map_leaves(v, fn) for v in batch))
+        return kind(*(_map_with_paths(v, fn, sub(i)) for i, v in enumerate(batch)))
     if kind is list:
         if batch and isinstance(batch[0], (str, bytes, type(None))):
             return batch
-        return [map_leaves(v, fn) for v in batch]
+        return [_map_with_paths(v, fn, sub(i)) for i, v in enumerate(batch)]
     if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
         fields = {
-            f.name: map_leaves(getattr(batch, f.name), fn)
+            f.name: _map_with_paths(getattr(batch, f.name), fn, sub(f.name))
             for f in dataclasses.fields(batch)
             if f.init
         }
         return kind(**fields)
-    return fn(batch)
+    return fn(path, batch)
 
 
 def _is_tensor(x: Any) -> bool:
@@ -89,7 +124,9 @@ def _to_torch(torch: Any, x: Any) -> Any:
     if isinstance(x, np.ndarray):
         if x.dtype.kind in "US O":
             return x
-        if not x.flags.writeable:
+        if not x.dtype.isnative:  # torch refuses the other byte order: the values, native
+            x = x.astype(x.dtype.newbyteorder("="))
+        elif not x.flags.writeable:
             x = x.copy()
         return torch.from_numpy(x)
     if isinstance(x, np.generic):

@@ -192,7 +192,7 @@ class Collator:
         first = items[0]
         try:
             dtype = _slot_dtype(torch, items) if allocate is not None else None
-            if dtype is None:  # see NOTE [ Stacking into given memory ]
+            if allocate is None or dtype is None:  # see NOTE [ Stacking into given memory ]
                 return torch.stack(items)
             out = torch.from_numpy(allocate((len(items), *first.shape), dtype))
             return torch.stack(items, out=out)

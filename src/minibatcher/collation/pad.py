@@ -13,6 +13,7 @@ collators, ``attention_mask`` and ``token_type_ids`` are padded with 0 whatever 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sys
@@ -69,6 +70,14 @@ class PadCollator(Collator):
         else:
             out = allocate((len(arrays), *shape), dtype)
         out[...] = self.pad_value
+        if len(shape) == 1 and len(arrays) > 1:  # token sequences: one masked write
+            positions = np.arange(shape[0])
+            if self.side == "right":
+                tokens = positions < lengths[:, None]
+            else:
+                tokens = positions >= (shape[0] - lengths)[:, None]
+            out[tokens] = np.concatenate(arrays).astype(dtype, copy=False)
+            return (out, lengths) if self.return_lengths else out
         for row, a in zip(out, arrays, strict=True):
             if self.side == "right":
                 row[tuple(slice(0, n) for n in a.shape)] = a
@@ -124,10 +133,8 @@ class PadCollator(Collator):
                 )
             out = {k: out[k] for k in items[0]}  # the rows' key order
             if type(items[0]) is not dict:
-                try:
+                with contextlib.suppress(TypeError):
                     out = type(items[0])(out)
-                except TypeError:
-                    pass
         if "input_ids" in items[0] and "attention_mask" not in items[0]:
             out["attention_mask"] = _attention_mask(items, self.side)
         return out

@@ -254,11 +254,11 @@ def _holds_buffers(item: Any, depth: int = 0) -> bool:
     return any(_holds_buffers(x, depth + 1) for x in item)
 
 
-def refresh_source(compacted: IndexedSource, source: IndexedSource) -> bool:
+def refresh_source(compacted: IndexedSource, source: IndexedSource | None) -> bool:
     """Update ``compacted`` (made by :func:`compact_source` from ``source``) to ``source``'s
     current items; False if it cannot be (the caller then compacts anew)."""
     compact = getattr(compacted, "data", None)
-    data = getattr(source, "data", None)
+    data: Any = getattr(source, "data", None)
     if not isinstance(compact, CompactSequence) or type(data) not in (list, tuple):
         return False
     if len(data) < COMPACT_MIN_ITEMS:

@@ -36,7 +36,13 @@ class SequenceSource(IndexedSource):
     def fetch_items(self, indices: IndexArray) -> list[Any]:
         positions = indices.tolist()
         if self._getitems is not None:
-            return list(self._getitems(positions))
+            items = list(self._getitems(positions))
+            if len(items) != len(positions):
+                raise ValueError(
+                    f"{type(self.data).__name__}.__getitems__ returned {len(items)} items for "
+                    f"{len(positions)} indices; it must return one item per index, in order"
+                )
+            return items
         if len(positions) > 1:  # itemgetter loops in C: about twice as fast per item
             return list(itemgetter(*positions)(self.data))
         return [self._getitem(i) for i in positions]
@@ -124,9 +130,21 @@ class TensorSource(IndexedSource):
 
 
 def _take_tensor(torch: Any, tensor: Any, index: Any, allocate: Allocator | None) -> Any:
-    if allocate is None or tensor.dtype == torch.bfloat16:
+    numpy_dtype = None if allocate is None else _numpy_dtype(torch, tensor)
+    if allocate is None or numpy_dtype is None:  # the given memory may not change the result
         return tensor.index_select(0, index)
-    numpy_dtype = torch.empty((), dtype=tensor.dtype).numpy().dtype
     out = torch.from_numpy(allocate((len(index), *tensor.shape[1:]), numpy_dtype))
     torch.index_select(tensor, 0, index, out=out)
     return out
+
+
+def _numpy_dtype(torch: Any, tensor: Any) -> Any:
+    """The NumPy dtype to take ``tensor``'s rows into given memory with, or None where
+    ``index_select`` must allocate itself: autograd (``out=`` refuses it), other devices or
+    layouts, dtypes NumPy lacks (bfloat16, float8, ...)."""
+    if tensor.requires_grad or tensor.device.type != "cpu" or tensor.layout is not torch.strided:
+        return None
+    try:
+        return torch.empty((), dtype=tensor.dtype).numpy().dtype
+    except (TypeError, RuntimeError):
+        return None

@@ -360,12 +360,14 @@ class ResultPickler(pickle.Pickler):
             return self._describe(obj, "n")
         tensor = self._tensor
         if tensor is not None and type(obj) is tensor:
-            if obj.device.type != "cpu" or obj.requires_grad or obj.layout is not _strided():
+            if obj.device.type != "cpu" or obj.layout is not _strided():
                 return None
+            if obj.requires_grad:  # bytes plus the flag (the graph cannot cross processes)
+                return _raw_tensor(obj)
             try:
                 array = obj.numpy()
-            except (TypeError, RuntimeError):  # dtypes NumPy lacks (bfloat16), conjugates, ...
-                return None
+            except (TypeError, RuntimeError):  # dtypes NumPy lacks (bfloat16, float8), ...
+                return _raw_tensor(obj)
             return self._describe(array, "t")
         return None
 
@@ -385,6 +387,22 @@ class ResultPickler(pickle.Pickler):
         return (kind + "b", dtype.str, array.shape, pickle.PickleBuffer(array))  # type: ignore[arg-type]
 
 
+def _raw_tensor(tensor: Any) -> Any:
+    """``("tr", dtype name, shape, bytes)`` (``"tg"``: it requires grad) for a CPU tensor of a
+    dtype NumPy lacks or that requires grad (torch's own pickle cannot even load float8 tensors
+    back); None (pickled as usual) for conjugate or negative views."""
+    if tensor.is_conj() or tensor.is_neg():
+        return None
+    try:
+        flat = tensor.detach().contiguous().reshape(-1)
+        raw = flat.view(sys.modules["torch"].uint8).numpy()
+    except (TypeError, RuntimeError):
+        return None
+    name = str(tensor.dtype).removeprefix("torch.")
+    kind = "tg" if tensor.requires_grad else "tr"
+    return (kind, name, tuple(tensor.shape), pickle.PickleBuffer(raw))
+
+
 def _strided() -> Any:
     return sys.modules["torch"].strided
 
@@ -399,6 +417,11 @@ class ResultUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         kind, where, shape, dtype = pid
+        if kind in ("tr", "tg"):  # (kind, torch dtype name, shape, bytearray)
+            torch = sys.modules.get("torch") or importlib.import_module("torch")
+            raw = torch.from_numpy(np.frombuffer(dtype, np.uint8))
+            tensor = raw.view(getattr(torch, where)).reshape(shape)
+            return tensor.requires_grad_(True) if kind == "tg" else tensor
         if len(kind) == 2:  # (kind + "b", dtype, shape, bytearray)
             array = np.frombuffer(dtype, np.dtype(where)).reshape(shape)
         else:

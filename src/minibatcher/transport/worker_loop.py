@@ -149,6 +149,7 @@ def worker_main(
     take_timings = getattr(work, "take_timings", None)  # stage timings for ``dl.stats``
     clock = time.perf_counter
     blank = bytes(HEADER.size)
+    seeded_run: int | None = None
     while True:
         try:
             run, slot_name, tasks = ResultUnpickler(io.BytesIO(inbox.get())).load()
@@ -157,9 +158,13 @@ def worker_main(
         writer = SlotWriter(None if slot_name is None else segments.get(slot_name))
         entries: list[tuple[int, bool, Any]] = []
         start = clock()
+        if seeded_run is None:
+            seeded_run = run  # seeded at start-up for this epoch (then worker_init_fn ran)
         for task in tasks:
-            if task[0] != epoch:
-                epoch = task[0]
+            if task[0] != epoch or run != seeded_run:
+                # A new epoch, or a new run of any epoch (set_epoch(e) to replay it, with
+                # persistent workers): the global generators restart from the epoch's seed.
+                epoch, seeded_run = task[0], run
                 begin_epoch(epoch)
             try:
                 entries.append((task[1], True, work(task, writer.allocate)))
