@@ -439,3 +439,11 @@ def test_stage_timings_of_every_turn_reach_the_stats(
         if len(got) == 100:
             assert dl.stats.stages["fetch"] > 0  # mid-epoch: read through the executor
     assert got == list(range(120))
+
+
+def test_the_cost_is_what_the_choice_would_have_saved_on_the_tuning_batches() -> None:
+    trials = (Trial(Candidate(0), 10, 2.0), Trial(THREADS2, 10, 1.0))
+    choice = Choice(THREADS2, trials, "fastest", tuning_batches=25, tuning_s=3.0)
+    assert choice.cost_s == pytest.approx(0.5)
+    assert "(~0.50 s more than num_workers=2 (threads) alone)" in str(choice)
+    assert Choice(PROCS2, trials, "?", 5, 1.0).cost_s is None

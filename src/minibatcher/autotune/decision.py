@@ -109,15 +109,31 @@ class Choice:
     tuning_s: float = 0.0
     """Seconds those batches took."""
 
+    @property
+    def chosen_trial(self) -> Trial | None:
+        """The measurement of the chosen candidate."""
+        return next((t for t in self.trials if t.candidate == self.candidate), None)
+
+    @property
+    def cost_s(self) -> float | None:
+        """What measuring cost: the tuning's seconds less what the chosen candidate would have
+        taken for those batches at its measured rate (None if it was not measured)."""
+        chosen = self.chosen_trial
+        if chosen is None or chosen.batches_per_s <= 0:
+            return None
+        return max(0.0, self.tuning_s - self.tuning_batches / chosen.batches_per_s)
+
     def __str__(self) -> str:
         tried = "; ".join(
             f"{t.candidate}: {t.error}" if t.error else
             f"{t.candidate}: {t.batches_per_s:,.1f} batches/s, start-up {t.startup_s * 1e3:.0f} ms"
             for t in self.trials
         )
+        cost = self.cost_s
+        spent = "" if cost is None else f" (~{cost:.2f} s more than {self.candidate} alone)"
         return (
             f"chose {self.candidate} ({self.reason}); measured on the epoch's first "
-            f"{self.tuning_batches} batches in {self.tuning_s:.2f} s: {tried}"
+            f"{self.tuning_batches} batches in {self.tuning_s:.2f} s{spent}: {tried}"
         )
 
 
