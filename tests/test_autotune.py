@@ -5,6 +5,7 @@ asserted anywhere)."""
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minibatcher import DataLoader, autotune
+from minibatcher import DataLoader, WorkerError, autotune
 from minibatcher.autotune import AutoExecutor, Candidate, Choice, Trial, Tuner, candidates
 from minibatcher.samplers import SequentialSampler
 
@@ -48,6 +49,7 @@ def eager(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(autotune.decision, "TRIAL_EXTRA", 1)
     monkeypatch.setattr(autotune.decision, "UNKNOWN_EPOCH_S", 0.0)
     monkeypatch.setattr(autotune.decision, "candidates", lambda cpus=None: POOL)
+    monkeypatch.setattr(autotune.executor, "startup_guess", lambda loader, c: 0.0)
 
 
 def flat(loader: Any) -> list[int]:
@@ -447,3 +449,26 @@ def test_the_cost_is_what_the_choice_would_have_saved_on_the_tuning_batches() ->
     assert choice.cost_s == pytest.approx(0.5)
     assert "(~0.50 s more than num_workers=2 (threads) alone)" in str(choice)
     assert Choice(PROCS2, trials, "?", 5, 1.0).cost_s is None
+
+
+class CrashesInWorkers(Slow):
+    """Item 7 kills a worker process (as a segfault would); in the main process it raises."""
+
+    main = os.getpid()
+
+    def __getitem__(self, i: int) -> int:
+        if i == 7:
+            if os.getpid() != self.main:
+                os._exit(3)
+            raise ValueError("item 7 would have crashed the main process")
+        return super().__getitem__(i)
+
+
+def test_a_worker_crash_in_a_trial_raises_and_is_not_rerun_in_the_main_process(
+    eager: None, no_leaks: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(autotune.decision, "candidates", lambda cpus=None: [Candidate(0), PROCS2])
+    loader = DataLoader(CrashesInWorkers(40), batch_size=2, num_workers="auto")
+    with pytest.raises(WorkerError) as raised:
+        list(loader)
+    assert raised.value.exitcode == 3
