@@ -59,7 +59,9 @@ def flat(loader: Any) -> list[int]:
 # -- the decision, on injected measurements -------------------------------------------------
 
 def trial(c: Candidate, per_batch: float, startup: float = 0.0, batches: int = 10) -> Trial:
-    return Trial(c, batches, batches * per_batch, startup, batches + max(1, c.num_workers))
+    delivered = batches + max(1, c.num_workers)
+    return Trial(c, batches, batches * per_batch, startup, delivered,
+                 wall_s=startup + delivered * per_batch)
 
 
 def test_candidates() -> None:
@@ -93,7 +95,7 @@ def test_trials_are_sized_to_a_share_of_the_epoch() -> None:
     assert step.candidate == THREADS2
     budget = autotune.TUNE_SHARE * 1000 * 0.01 / 2
     assert tuner.budget_s == pytest.approx(budget)
-    assert step.seconds == pytest.approx(max(budget / 4, autotune.decision.TRIAL_MIN_S))
+    assert step.seconds == pytest.approx(max(budget / 2, autotune.decision.TRIAL_MIN_S))
     assert step.min_batches == 2 + autotune.decision.TRIAL_EXTRA
     assert step.multiple == 2
 
@@ -116,6 +118,24 @@ def test_contenders_take_more_turns_while_the_budget_lasts(
     assert tuner.trials[THREADS2].batches == 30
     assert tuner.trials[Candidate(0)].batches == 10
     assert tuner.choice().candidate == THREADS2
+
+
+def test_turns_of_near_best_candidates_cost_little() -> None:
+    """The budget counts what turns cost (time less what the best would have taken): equal
+    candidates can take more turns than slow ones."""
+    def turns(threads_per_batch: float) -> int:
+        tuner = Tuner(POOL, epoch_batches=200, persistent=False)
+        tuner.record(trial(Candidate(0), 0.004))
+        tuner.record(trial(PROCS2, 0.004))
+        tuner.record(trial(THREADS2, threads_per_batch))
+        count = 0
+        while (step := tuner.next_step()) is not None:
+            per_batch = {PROCS2: 0.004, THREADS2: threads_per_batch}.get(step.candidate, 0.004)
+            tuner.record(trial(step.candidate, per_batch, startup=0.002))
+            count += 1
+        return count
+
+    assert turns(0.004) > turns(0.0049) > 0
 
 
 def test_no_more_turns_once_the_budget_is_spent() -> None:
