@@ -10,7 +10,8 @@ Three ways to ask (the loader's ``shard=``):
   ``strategy="ddp"``, ``accelerate launch``), else multi-process JAX
   (``jax.distributed.initialize``). A loader built inside such a job without a ``shard=``
   would otherwise give every rank the whole data set, world-size times the work per epoch, so
-  the default shards; ``shard=None`` opts out.
+  the default shards; ``shard=None`` opts out. What the sampler or the data already splits
+  across ranks (a ``DistributedSampler``) is not split again.
 - ``"auto"``: the same, and when no job is initialised, the ``RANK``/``WORLD_SIZE``
   environment variables that torchrun and most launchers set.
 - ``(rank, world_size)`` given, or ``None``: no sharding.
@@ -97,9 +98,32 @@ def detect_rank() -> tuple[int, int] | None:
     return r, w
 
 
-def resolve_shard(shard: Any, uneven: str) -> ShardSpec | None:
-    """The loader's ``shard=`` argument as a ShardSpec (None: one rank, no sharding)."""
+def split_by_rank_already(*objects: Any) -> bool:
+    """Whether a sampler, batch sampler or dataset already splits the data across ranks.
+
+    torch's ``DistributedSampler`` (and look-alikes with ``num_replicas`` and ``rank``, also
+    inside a batch sampler), or an HF ``IterableDataset`` from ``split_dataset_by_node``: the
+    default sharding would split a second time and give each rank 1/W^2 of the data.
+    """
+    for obj in objects:
+        inner = getattr(obj, "sampler", None)
+        for candidate in (obj, inner):
+            if hasattr(candidate, "num_replicas") and hasattr(candidate, "rank"):
+                return True
+        if getattr(obj, "_distributed", None) is not None:  # HF split_dataset_by_node
+            return True
+    return False
+
+
+def resolve_shard(shard: Any, uneven: str, *split_by: Any) -> ShardSpec | None:
+    """The loader's ``shard=`` argument as a ShardSpec (None: one rank, no sharding).
+
+    ``split_by``: the sampler, batch sampler and data; the default does not shard what one of
+    them already splits across ranks (see :func:`split_by_rank_already`).
+    """
     if shard is None:
+        return None
+    if shard == DETECT and split_by_rank_already(*split_by):
         return None
     if shard == DETECT:
         pair = job_rank()

@@ -170,7 +170,7 @@ class DataLoader(Generic[T]):
             require_tqdm()  # a missing tqdm fails here, naming the extra to install
         self.source = as_source(data)
         self.dataset = data
-        self._shard = resolve_shard(shard, uneven)
+        self._shard = resolve_shard(shard, uneven, sampler, batch_sampler, data)
         """This rank's place among the ranks (None: no sharding), resolved once."""
         self._seed_given = seed is not None
         self._use_seed(resolve_seed(seed, self._shard))
@@ -212,7 +212,8 @@ class DataLoader(Generic[T]):
         rank 0's seed when none was given: a collective, never run from ``len()``."""
         if self._shard is not None or self.options.shard != "detect" or self._progress:
             return
-        spec = resolve_shard("detect", self.options.uneven)
+        opts = self.options
+        spec = resolve_shard("detect", opts.uneven, opts.sampler, opts.batch_sampler, self.dataset)
         if spec is None:
             return
         self._shard = spec

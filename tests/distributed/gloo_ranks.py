@@ -101,6 +101,10 @@ def default_job(rank: int, world: int, store: str, out: str) -> None:
             "epoch0": _gather(_flat(dl)),
             "epoch1": _gather(_flat(dl)),
             "opt_out": _gather(_flat(DataLoader(range(N), batch_size=BATCH, shard=None))),
+            "distributed_sampler": _gather(_flat(DataLoader(
+                range(N), batch_size=BATCH,
+                sampler=torch.utils.data.DistributedSampler(range(N), shuffle=False),
+            ))),
         }
         with DataLoader(range(N), batch_size=BATCH, shuffle=True, seed=3, num_workers=2) as dl:
             result["workers"] = _gather(_flat(dl))

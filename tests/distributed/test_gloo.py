@@ -87,3 +87,6 @@ def test_inside_a_process_group_the_default_shards(tmp_path: Path) -> None:
         assert len(set(ranks[0]) & set(ranks[1])) <= 1  # at most the one padding repeat
     assert got["epoch0"] != got["epoch1"]
     assert got["opt_out"] == [list(range(n))] * 2
+    ds_shares = got["distributed_sampler"]  # already split by the sampler: not split again
+    assert [len(r) for r in ds_shares] == [share, share]
+    assert set(ds_shares[0]) | set(ds_shares[1]) == set(range(n))

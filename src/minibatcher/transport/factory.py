@@ -39,7 +39,7 @@ import multiprocessing
 import sys
 from typing import Any
 
-from ..sources.compact import compact_source
+from ..sources.compact import compact_source, refresh_source
 from .executor import Executor, InlineExecutor
 from .processes import ProcessExecutor
 from .threads import ThreadExecutor
@@ -65,13 +65,17 @@ def process_work(work: Any) -> Any:
     """``work`` with a large list dataset stored compactly (see ``sources/compact.py``).
 
     Cached on the work object itself (an attribute that is not pickled), so the conversion is
-    paid once per loader, not once per epoch, and is freed with the loader: a module-level
-    cache would keep every loader's dataset alive.
+    paid once per loader, not once per epoch, and is freed with the loader (a module-level
+    cache kept every loader's dataset alive); the cached copy is brought up to date with the
+    list on every call, i.e. before each epoch's workers start (NOTE [ Compact copies stay
+    current ] in ``sources/compact.py``).
     """
-    cached = getattr(work, "_process_variant", None)
-    if cached is not None:
-        return work if cached is _UNCHANGED else cached
     source = getattr(work, "source", None)
+    cached = getattr(work, "_process_variant", None)
+    if cached is _UNCHANGED:
+        return work
+    if cached is not None and refresh_source(cached.source, source):
+        return cached
     compact = compact_source(source) if source is not None else None
     result = work
     if compact is not None:

@@ -125,6 +125,7 @@ class ProcessExecutor(WorkerRuns):
         worker_init_fn: Callable[[int], Any] | None = None,
         start_method: str = "fork",
         explicit_start_method: bool = True,
+        round_robin: bool = False,
     ) -> None:
         self.work = work
         self.num_workers = num_workers
@@ -136,6 +137,10 @@ class ProcessExecutor(WorkerRuns):
         self.worker_init_fn = worker_init_fn
         self.start_method = start_method
         self._explicit = explicit_start_method
+        self.round_robin = round_robin
+        """Deal the task of batch ``seq`` to worker ``seq % num_workers``, one task per message
+        (torch's dealing: which worker computes a batch, and so its global RNG's draws, is then
+        fixed whatever the timing)."""
         self.closed = False
         self._procs: list[Any] = []
         self._tasks: list[Connection] = []
@@ -270,24 +275,9 @@ class ProcessExecutor(WorkerRuns):
             if not chunk:
                 return False
             mid = chunk[0][1]
-            slot = self._pool.acquire()
-            self._pending[(run, mid)] = slot
-            out = io.BytesIO()
-            try:
-                ResultPickler(out).dump((run, None if slot is None else slot.name, chunk))
-            except Exception as e:
-                raise TypeError(
-                    f"the items of batch {mid} cannot be pickled to send them to a worker process "
-                    f"({type(e).__name__}: {e}); make the stream's items picklable or use "
-                    "worker_type='thread'"
-                ) from e
-            try:
-                self._tasks[wid].send_bytes(out.getbuffer())
-            except OSError:
-                self._raise_dead(wid)
-            except BaseException:  # interrupted mid-message: the pipe is unusable
-                self.close()
-                raise
+            if self.round_robin:
+                wid = mid % self.num_workers
+            self._send(wid, run, chunk)
             window.dispatched(mid)
             owner[mid] = wid
             load[wid] += 1
@@ -317,6 +307,28 @@ class ProcessExecutor(WorkerRuns):
                     raise reraise(payload)
                 yield seq, payload
                 self._check_current(run)
+
+    def _send(self, wid: int, run: int, chunk: list[Task]) -> None:
+        """Send ``chunk`` (tasks of run ``run``) to worker ``wid``, with a shared-memory slot."""
+        mid = chunk[0][1]
+        slot = self._pool.acquire()
+        self._pending[(run, mid)] = slot
+        out = io.BytesIO()
+        try:
+            ResultPickler(out).dump((run, None if slot is None else slot.name, chunk))
+        except Exception as e:
+            raise TypeError(
+                f"the items of batch {mid} cannot be pickled to send them to a worker process "
+                f"({type(e).__name__}: {e}); make the stream's items picklable or use "
+                "worker_type='thread'"
+            ) from e
+        try:
+            self._tasks[wid].send_bytes(out.getbuffer())
+        except OSError:
+            self._raise_dead(wid)
+        except BaseException:  # interrupted mid-message: the pipe is unusable
+            self.close()
+            raise
 
     def _workers_started(self) -> bool:
         return bool(self._procs)
@@ -389,7 +401,10 @@ class ProcessExecutor(WorkerRuns):
         stages["transport"] = stages.get("transport", 0.0) + time.perf_counter() - started
         stages["transport_samples"] = stages.get("transport_samples", 0.0) + len(entries)
         small = not used and len(data) < CHUNK_MAX_BYTES * len(entries)
-        self._chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET_S / per_batch))) if small else 1
+        if small and not self.round_robin:
+            self._chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET_S / per_batch)))
+        else:
+            self._chunk = 1
         return run, mid, entries
 
     def stage_timings(self) -> dict[str, float]:

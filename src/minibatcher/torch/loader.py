@@ -1,0 +1,437 @@
+"""``minibatcher.torch.DataLoader``: torch's DataLoader, run by minibatcher's executors.
+
+In: exactly the arguments of ``torch.utils.data.DataLoader`` (torch 2.13: same positional order,
+defaults, errors and attributes). Out: exactly torch's batches, in torch's order for the same
+``generator`` / ``torch.manual_seed`` state. State: the position in the current iteration and
+the RNG state it started from (``state_dict()``), for an exact resume.
+
+How it stays equal to torch: the arguments are checked by building a ``torch.utils.data.DataLoader``
+with them (no worker starts, no RNG is drawn), so every error is torch's own, and its resolved
+``sampler``, ``batch_sampler`` and ``collate_fn`` are used as they are. At ``iter()`` the RNG is
+consumed as torch consumes it: ``iter(index sampler)``, then one int64 draw for the workers' base
+seed (not again for persistent workers' later epochs). Batch ``i`` is computed by worker
+``i % num_workers``, seeded as torch seeds it, with torch's ``get_worker_info()`` set. An
+``IterableDataset`` is replicated into each worker (see ``transport/replicated.py``).
+
+What minibatcher adds, without changing a batch: shared-memory transport of the results, one
+vectorised fetch for ``TensorDataset`` and tensors, ``state_dict()`` / ``load_state_dict()`` (any
+``num_workers``), a dead worker reported instead of a hang.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import math
+import multiprocessing
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar, final
+
+import torch
+import torch.utils.data as tud
+from torch.utils.data._utils.pin_memory import pin_memory as _torch_pin_memory
+
+from ..errors import StateError
+from ..transport import InlineExecutor, ProcessExecutor
+from ..transport.replicated import ReplicatedExecutor, is_exhausted
+from .work import Failed, IterableWork, MapWork, TorchWorkerInit
+
+T = TypeVar("T")
+
+STATE_VERSION = 1
+_iterations = itertools.count()
+"""Numbers the iterations of IterableDatasets (a worker starts a new iterator on a new one)."""
+_GUARDED = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
+
+
+def _rng_state(generator: torch.Generator | None) -> str:
+    state = torch.get_rng_state() if generator is None else generator.get_state()
+    return base64.b64encode(state.numpy().tobytes()).decode("ascii")
+
+
+def _set_rng_state(generator: torch.Generator | None, encoded: str) -> None:
+    state = torch.frombuffer(bytearray(base64.b64decode(encoded)), dtype=torch.uint8)
+    if generator is None:
+        torch.set_rng_state(state)
+    else:
+        generator.set_state(state)
+
+
+@final
+class DataLoader(Generic[T]):
+    """A drop-in ``torch.utils.data.DataLoader`` (same signature, batches and order).
+
+    See ``torch.utils.data.DataLoader`` for the arguments. Additions: :meth:`state_dict` /
+    :meth:`load_state_dict` (resume mid-iteration with any ``num_workers``), :meth:`close`,
+    ``with`` support, :meth:`new` and :meth:`to` (fastai's protocol).
+
+    Example::
+
+        >>> import torch
+        >>> from minibatcher.torch import DataLoader
+        >>> ds = torch.utils.data.TensorDataset(torch.arange(10.0), torch.arange(10))
+        >>> x, y = next(iter(DataLoader(ds, 4, False)))
+        >>> x.tolist(), y.dtype
+        ([0.0, 1.0, 2.0, 3.0], torch.int64)
+    """
+
+    __initialized = False
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler: Any = None,
+        batch_sampler: Any = None,
+        num_workers: int = 0,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Callable[[int], Any] | None = None,
+        multiprocessing_context: Any = None,
+        generator: torch.Generator | None = None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory_device: str = "",
+        in_order: bool = True,
+    ) -> None:
+        # torch's own checks and defaults, by building torch's loader (cheap: nothing starts).
+        ref = tud.DataLoader(
+            dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
+            pin_memory, drop_last, timeout, worker_init_fn, multiprocessing_context, generator,
+            prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
+            pin_memory_device=pin_memory_device, in_order=in_order,
+        )  # fmt: skip
+        self.dataset = ref.dataset
+        self.batch_size: int | None = ref.batch_size
+        self.drop_last: bool = ref.drop_last
+        self.sampler = ref.sampler
+        self.batch_sampler = ref.batch_sampler
+        self.generator = ref.generator
+        self.num_workers: int = ref.num_workers
+        self.collate_fn = ref.collate_fn
+        self.pin_memory: bool = ref.pin_memory
+        self.pin_memory_device: str = ref.pin_memory_device
+        self.timeout: float = ref.timeout
+        self.worker_init_fn = ref.worker_init_fn
+        self.multiprocessing_context = ref.multiprocessing_context
+        self.prefetch_factor: int | None = ref.prefetch_factor
+        self.persistent_workers: bool = ref.persistent_workers
+        self.in_order: bool = ref.in_order
+        self._iterable = isinstance(ref.dataset, tud.IterableDataset)
+        self._IterableDataset_len_called: int | None = None
+        self._workers: Any = None  # persistent workers' executor
+        self._base_seed = 0
+        self._yielded = 0  # batches the user received in the current iteration
+        self._running = False
+        self._start_rng: str | None = None  # the RNG state the current iteration started from
+        self._drew_seed = True
+        self._resume: dict[str, Any] | None = None
+        self.__initialized = True
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        if self.__initialized and attr in _GUARDED:
+            raise ValueError(
+                f"{attr} attribute should not be set after {type(self).__name__} is initialized"
+            )
+        super().__setattr__(attr, value)
+
+    # -- torch's rules ---------------------------------------------------------------------
+    @property
+    def _auto_collation(self) -> bool:
+        return self.batch_sampler is not None
+
+    @property
+    def _index_sampler(self) -> Any:
+        return self.batch_sampler if self._auto_collation else self.sampler
+
+    def __len__(self) -> int:
+        if self._iterable:
+            length = self._IterableDataset_len_called = len(self.dataset)
+            if self.batch_size is not None:
+                size = self.batch_size
+                length = length // size if self.drop_last else math.ceil(length / size)
+            return length
+        return len(self._index_sampler)
+
+    def check_worker_number_rationality(self) -> None:
+        """Warn (torch's warning) when ``num_workers`` exceeds the CPUs this process may use."""
+        tud.DataLoader.check_worker_number_rationality(self)  # type: ignore[arg-type]
+
+    # -- iteration ---------------------------------------------------------------------------
+    def __iter__(self) -> _LoaderIter:
+        resume, self._resume = self._resume, None
+        reuse = self._workers is not None and not self._workers.closed
+        generator = self.generator
+        restore_global = None
+        if resume is not None:
+            if generator is None:
+                restore_global = torch.get_rng_state()
+            _set_rng_state(generator, resume["rng"])
+        self._start_rng = _rng_state(generator)
+        sampler_iter = None if self._iterable else iter(self._index_sampler)
+        if reuse or (resume is not None and not resume["drew_base_seed"]):
+            # torch: persistent workers' later iterations draw no new base seed
+            self._drew_seed = False
+            if resume is not None:
+                self._base_seed = int(resume["base_seed"])
+        else:
+            self._drew_seed = True
+            self._base_seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator))
+        skip = 0 if resume is None else int(resume["batches_yielded"])
+        if self.num_workers == 0 and self.timeout != 0:
+            raise AssertionError("_SingleProcessDataLoaderIter requires timeout == 0")
+        self._warn_pin_memory()
+        if self.num_workers > 0 and not reuse:
+            self.check_worker_number_rationality()
+        if sampler_iter is not None:
+            # torch's workers are sent prefetch_factor * num_workers indices at iter(); a resume
+            # draws (and skips) the received batches' indices now, under the saved RNG state.
+            ahead = (self.prefetch_factor or 0) * self.num_workers
+            if restore_global is not None:
+                ahead = max(ahead, 1)
+            indices: Iterator[Any] = enumerate(sampler_iter)
+            head = list(itertools.islice(indices, skip + ahead))
+            tasks: Iterator[Any] = (
+                (0, s, i, None) for s, i in itertools.chain(head[skip:], indices)
+            )
+        else:
+            token = next(_iterations)
+            tasks = ((0, s, token, None) for s in itertools.count())
+        if restore_global is not None:
+            torch.set_rng_state(restore_global)  # a resume leaves the global RNG alone
+        results = self._run(tasks, skip)
+        self._yielded = skip
+        self._running = True
+        return _LoaderIter(self, results)
+
+    def _run(self, tasks: Iterator[Any], skip: int) -> Iterator[Any]:
+        if self._iterable:
+            work: Any = IterableWork(self.dataset, self.batch_size, self.drop_last, self.collate_fn)
+        else:
+            work = MapWork(self.dataset, self._auto_collation, self.collate_fn)
+        if self.num_workers == 0:
+            if self._iterable:
+                return _skip(_inline_stream(work, tasks), skip)
+            return InlineExecutor(work).run(tasks)
+        executor = self._workers
+        if executor is None or executor.closed:
+            executor = self._make_executor(work)
+            if self.persistent_workers:
+                self._workers = executor
+        results = executor.run(tasks)
+        if self._iterable:
+            results = _skip(results, skip)
+        if executor is self._workers:
+            return results
+        return _closing(results, executor)
+
+    def _make_executor(self, work: Any) -> ProcessExecutor:
+        context = self.multiprocessing_context
+        method = (
+            context.get_start_method() if context is not None
+            else multiprocessing.get_start_method()  # the process-wide one, as torch uses
+        )  # fmt: skip
+        kind = ReplicatedExecutor if self._iterable else ProcessExecutor
+        return kind(
+            work,
+            self.num_workers,
+            seed=self._base_seed,
+            dataset=self.dataset,
+            prefetch=max(1, self.prefetch_factor or 0),
+            in_order=self.in_order,
+            timeout=self.timeout or None,
+            worker_init_fn=TorchWorkerInit(
+                self.dataset, self.num_workers, self._base_seed, self.worker_init_fn
+            ),
+            start_method=method,
+            explicit_start_method=context is not None,
+            round_robin=True,
+        )
+
+    def _warn_pin_memory(self) -> None:
+        if self.pin_memory and self.pin_memory_device:
+            warnings.warn(
+                "pin_memory_device is deprecated, the current accelerator will be used as the "
+                f"device,ignore pin_memory_device='{self.pin_memory_device}'.",
+                stacklevel=3,
+            )
+        if self.pin_memory and not torch.accelerator.is_available():
+            warnings.warn(
+                "'pin_memory' argument is set as true but no accelerator is found, then device "
+                "pinned memory won't be used.",
+                stacklevel=3,
+            )
+
+    @property
+    def _pin_device(self) -> str | None:
+        if not (self.pin_memory and torch.accelerator.is_available()):
+            return None
+        accelerator = torch.accelerator.current_accelerator()
+        return None if accelerator is None or accelerator.type == "mps" else accelerator.type
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop persistent workers (idempotent); iterators stop their own workers."""
+        workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.close()
+
+    def __enter__(self) -> DataLoader[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        workers = self.__dict__.get("_workers")
+        if workers is not None:
+            workers.close()
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Where the current iteration stands (JSON-able): the batches the user received and
+        the RNG state the iteration started from. Between iterations: the RNG state now, so the
+        next iteration's order is the one an uninterrupted run would draw next."""
+        if self._resume is not None:
+            return dict(self._resume)
+        if self._running:
+            return {
+                "version": STATE_VERSION,
+                "batches_yielded": self._yielded,
+                "rng": self._start_rng,
+                "base_seed": self._base_seed,
+                "drew_base_seed": self._drew_seed,
+            }
+        reuse = self._workers is not None and not self._workers.closed
+        return {
+            "version": STATE_VERSION,
+            "batches_yielded": 0,
+            "rng": _rng_state(self.generator),
+            "base_seed": self._base_seed,
+            "drew_base_seed": not reuse,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next ``iter()`` continue from ``state`` (of a loader built the same way).
+
+        Exact for datasets whose items do not depend on the workers' global RNG: the sampler's
+        order and the workers' seeds are replayed from the saved RNG state; the batches already
+        received are skipped without being loaded (for an ``IterableDataset``: re-read and
+        dropped). Persistent workers are restarted.
+        """
+        keys = {"version", "batches_yielded", "rng", "base_seed", "drew_base_seed"}
+        if not isinstance(state, dict) or not keys <= set(state):
+            raise StateError(f"not a minibatcher.torch.DataLoader state: {state!r:.200}")
+        if state["version"] != STATE_VERSION:
+            raise StateError(f"state version {state['version']!r} is not {STATE_VERSION}")
+        self.close()
+        self._running = False
+        self._resume = dict(state)
+
+    # -- fastai's protocol --------------------------------------------------------------------
+    def new(self, **changes: Any) -> DataLoader[Any]:
+        """A loader over the same dataset with some arguments changed; fastai's names
+        ``shuffled`` (for ``shuffle``) and ``bs`` (for ``batch_size``) are accepted."""
+        from .fastai import new_loader
+
+        return new_loader(self, changes)
+
+    def to(self, device: Any) -> DataLoader[T]:
+        """Deliver batches on ``device`` from now on (fastai's ``dls.to``); returns self."""
+        object.__setattr__(self, "_device", torch.device(device))
+        return self
+
+    _device: torch.device | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"minibatcher.torch.DataLoader(dataset={type(self.dataset).__name__}, "
+            f"batch_size={self.batch_size}, num_workers={self.num_workers})"
+        )
+
+
+def _inline_stream(work: IterableWork, tasks: Iterator[Any]) -> Iterator[Any]:
+    for seq, task in enumerate(tasks):
+        batch = work(task)
+        if is_exhausted(batch):
+            return
+        yield seq, batch
+
+
+def _skip(results: Iterator[Any], count: int) -> Iterator[Any]:
+    return itertools.islice(results, count, None) if count else results
+
+
+def _closing(results: Iterator[Any], executor: Any) -> Iterator[Any]:
+    try:
+        yield from results
+    finally:
+        executor.close()
+
+
+class _LoaderIter:
+    """One iteration: torch's iterator protocol (``__next__``, ``__len__``) over the results."""
+
+    def __init__(self, loader: DataLoader[Any], results: Iterator[Any]) -> None:
+        self._loader = loader
+        self._results = results
+        self._num_yielded = 0
+        self._pin_device = loader._pin_device
+        self._device = loader._device
+
+    def __iter__(self) -> _LoaderIter:
+        return self
+
+    def __len__(self) -> int:
+        return len(self._loader._index_sampler)
+
+    def __next__(self) -> Any:
+        loader = self._loader
+        try:
+            _, batch = next(self._results)
+        except StopIteration:
+            loader._running = False
+            raise
+        except TimeoutError:
+            raise RuntimeError(f"DataLoader timed out after {loader.timeout} seconds") from None
+        if isinstance(batch, Failed):
+            raise batch.exception()
+        self._num_yielded += 1
+        loader._yielded += 1
+        expected = loader._IterableDataset_len_called
+        if loader._iterable and expected is not None and self._num_yielded > expected:
+            message = (
+                f"Length of IterableDataset {loader.dataset} was reported to be {expected}"
+                f"(when accessing len(dataloader)), but {self._num_yielded} samples have been "
+                "fetched. "
+            )
+            if loader.num_workers > 0:
+                message += (
+                    "For multiprocessing data-loading, this could be caused by not properly "
+                    "configuring the IterableDataset replica at each worker. Please see "
+                    "https://pytorch.org/docs/stable/data.html#torch.utils.data.IterableDataset "
+                    "for examples."
+                )
+            warnings.warn(message, stacklevel=2)
+        if self._pin_device is not None:
+            batch = _torch_pin_memory(batch, self._pin_device)
+        if self._device is not None:
+            batch = _to_device(batch, self._device)
+        return batch
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return type(batch)({k: _to_device(v, device) for k, v in batch.items()})
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch

@@ -1,0 +1,190 @@
+"""The work of one batch as torch does it, run by minibatcher's executors.
+
+In: tasks ``(0, seq, index, None)``, where ``index`` is exactly what torch's index sampler
+yielded (a list of indices from the batch sampler, or one index with ``batch_size=None``), or
+pull tasks ``(0, seq, iteration, None)`` for an ``IterableDataset``. Out: the batch, or a
+:class:`Failed` carrying the exception (the loader raises it on that ``next()`` and goes on, as
+torch does). State: for an ``IterableDataset``, the worker's iterator over its replica.
+
+Fetch semantics are torch's ``_MapDatasetFetcher`` / ``_IterableDatasetFetcher``: ``__getitems__``
+when the dataset has one, else ``[dataset[i] for i in index]``, then ``collate_fn``. The one
+shortcut, :func:`vectorised_fetch`, gives the same tensors as ``default_collate`` for a
+``TensorDataset`` or a tensor in one indexing call per tensor.
+
+:class:`TorchWorkerInit` makes a minibatcher worker process look like a torch worker to the
+user's code: torch's ``get_worker_info()``, torch's per-worker seeds (``base_seed + id`` for
+``random`` and torch, torch's NumPy seed), one torch thread, then the user's ``worker_init_fn``.
+It sets ``torch.utils.data._utils.worker._worker_info``, the variable torch's public
+``get_worker_info()`` reads (there is no public setter).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.utils.data as tud
+from torch.utils.data._utils import worker as _torch_worker
+
+from ..transport.remote_error import RemoteError, capture, reraise
+from ..transport.replicated import EXHAUSTED
+
+
+class Failed:
+    """A batch that raised: the exception (inline) or its picklable record (from a worker)."""
+
+    def __init__(self, error: BaseException) -> None:
+        info = tud.get_worker_info()
+        self.error: BaseException | RemoteError = (
+            error if info is None else capture(error, info.id, _where(info.id))
+        )
+
+    def exception(self) -> BaseException:
+        """The exception to raise in the main process (same type as the original)."""
+        error = self.error
+        return reraise(error) if isinstance(error, RemoteError) else error
+
+
+def _where(wid: int) -> str:
+    return f"DataLoader worker process {wid} (pid {os.getpid()})"
+
+
+def vectorised_fetch(dataset: Any, collate_fn: Any) -> Callable[[Any], Any] | None:
+    """A one-call fetch equal to ``default_collate([dataset[i] for i in index])``, where the
+    dataset is a ``TensorDataset`` (a list of stacked tensors) or a tensor; else None."""
+    if collate_fn is not tud.default_collate:
+        return None
+    if type(dataset) is tud.TensorDataset:
+        tensors = dataset.tensors
+        return lambda index: [t[torch.as_tensor(index)] for t in tensors]
+    if type(dataset) is torch.Tensor and dataset.dim() > 0 and not dataset.requires_grad:
+        return lambda index: dataset[torch.as_tensor(index)]
+    return None
+
+
+class MapWork:
+    """Fetch and collate one batch of a map-style dataset, as torch's fetcher does."""
+
+    def __init__(self, dataset: Any, auto_collation: bool, collate_fn: Callable[..., Any]) -> None:
+        self.dataset = dataset
+        self.auto_collation = auto_collation
+        self.collate_fn = collate_fn
+        self.fast = vectorised_fetch(dataset, collate_fn) if auto_collation else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "fast"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.fast = vectorised_fetch(self.dataset, self.collate_fn) if self.auto_collation else None
+
+    def __call__(self, task: tuple[Any, ...], allocate: Any = None) -> Any:
+        index = task[2]
+        try:
+            if self.fast is not None and len(index) > 0:
+                return self.fast(index)
+            dataset = self.dataset
+            if not self.auto_collation:
+                return self.collate_fn(dataset[index])
+            getitems = getattr(dataset, "__getitems__", None)
+            data = getitems(index) if getitems else [dataset[i] for i in index]
+            return self.collate_fn(data)
+        except Exception as e:
+            return Failed(e)
+
+
+class IterableWork:
+    """Pull the next batch of this process's replica of an ``IterableDataset``.
+
+    A new iteration (a new ``token`` in the task) starts a new iterator, as torch's workers do
+    at each epoch; after the end (or with ``drop_last``, a short batch) every pull answers
+    :data:`~minibatcher.transport.replicated.EXHAUSTED`.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int | None,
+        drop_last: bool,
+        collate_fn: Callable[..., Any],
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.collate_fn = collate_fn
+        self._token: Any = None
+        self._iterator: Any = None
+        self._ended = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._token, self._iterator, self._ended = None, None, False
+
+    def __call__(self, task: tuple[Any, ...], allocate: Any = None) -> Any:
+        if task[2] != self._token:
+            self._token, self._iterator, self._ended = task[2], None, False
+        if self._ended:
+            return EXHAUSTED
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self.dataset)
+            if self.batch_size is None:
+                return self.collate_fn(next(self._iterator))
+            data = []
+            for _ in range(self.batch_size):
+                try:
+                    data.append(next(self._iterator))
+                except StopIteration:
+                    self._ended = True
+                    break
+            if not data or (self.drop_last and len(data) < self.batch_size):
+                self._ended = True
+                return EXHAUSTED
+            return self.collate_fn(data)
+        except StopIteration:
+            self._ended = True
+            return EXHAUSTED
+        except Exception as e:
+            return Failed(e)
+
+
+class TorchWorkerInit:
+    """Run in each worker process before any data: torch's worker info, seeds and threads.
+
+    ``base_seed`` is drawn by the loader at ``iter()`` exactly as torch draws it, so a worker's
+    ``torch.initial_seed()`` is torch's ``base_seed + worker_id``.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        num_workers: int,
+        base_seed: int,
+        user_fn: Callable[[int], Any] | None,
+    ) -> None:
+        self.dataset = dataset
+        self.num_workers = num_workers
+        self.base_seed = base_seed
+        self.user_fn = user_fn
+
+    def __call__(self, worker_id: int) -> None:
+        torch.set_num_threads(1)
+        seed = self.base_seed + worker_id
+        random.seed(seed)
+        torch.manual_seed(seed)
+        if "numpy" in sys.modules:
+            import numpy as np
+
+            np.random.seed(_torch_worker._generate_state(self.base_seed, worker_id))
+        _torch_worker._worker_info = _torch_worker.WorkerInfo(
+            id=worker_id, num_workers=self.num_workers, seed=seed, dataset=self.dataset
+        )
+        if self.user_fn is not None:
+            self.user_fn(worker_id)
