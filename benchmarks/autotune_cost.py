@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -122,6 +123,7 @@ def workloads(root: Path, quick: bool) -> dict[str, Callable[[dict[str, Any]], D
     w8 = make_w8(root, 400 if quick else 2000)
     w9 = make_w9(root, 20_000_000 if quick else 100_000_000, 8_192 if quick else 32_768)
     w10 = make_w10(20_000 if quick else 100_000)
+    print(f"data under {root}", flush=True)
     return {
         "W8": lambda kw: DataLoader(w8, batch_size=32, shuffle=True, seed=0, **kw),
         "W9": lambda kw: DataLoader(w9, batch_size=32, shuffle=True, seed=0, **kw),
@@ -150,42 +152,48 @@ def chosen_name(report: str) -> str:
     return head
 
 
-def measure(name: str, make: Callable[[dict[str, Any]], DataLoader[Any]], rounds: int) -> None:
-    first: dict[str, list[float]] = {k: [] for k in (*CONFIGS, "auto")}
-    steady: dict[str, list[float]] = {k: [] for k in (*CONFIGS, "auto")}
-    choices: list[str] = []
-    tuning: list[str] = []
-    for _ in range(rounds):
+def measure(
+    name: str, make: Callable[[dict[str, Any]], DataLoader[Any]], rounds: int,
+    verbose: bool = False,
+) -> None:
+    """Rounds of (each fixed candidate, then auto); ratios are paired within a round, since
+    the load of a shared machine drifts between rounds."""
+    print(f"\n{name}: {len(make({'num_workers': 0}))} batches per epoch, {rounds} rounds",
+          flush=True)
+    costs, ratios, choices, tunings, own = [], [], [], [], []
+    for r in range(rounds):
+        first: dict[str, float] = {}
+        later: dict[str, float] = {}
         for key in (*CONFIGS, "auto"):
-            kw = CONFIGS.get(key, {"num_workers": "auto"})
-            loader = make(kw)
-            t0, t1 = epochs(loader)
-            first[key].append(t0)
-            steady[key].append(t1)
+            loader = make(CONFIGS.get(key, {"num_workers": "auto"}))
+            first[key], later[key] = epochs(loader)
             if key == "auto":
                 report = loader.stats.autotune or ""
                 choices.append(chosen_name(report))
-                tuning.append(report.split("measured on the epoch's first ", 1)[-1].split(":")[0])
+                tunings.append(report.split("measured on the epoch's first ", 1)[-1].split(":")[0])
+                found = re.search(r"\(~([0-9.]+) s more than", report)
+                if found:  # the tuning's own estimate, paired in time with its batches
+                    own.append(float(found.group(1)) / later["auto"])
+                if verbose:
+                    print(f"      {report}", flush=True)
             del loader
             gc.collect()
-    batches = len(make({"num_workers": 0}))
-    med = {k: statistics.median(v) for k, v in steady.items()}
-    med_first = {k: statistics.median(v) for k, v in first.items()}
-    best = min(CONFIGS, key=med.__getitem__)
-    best_first = min(CONFIGS, key=med_first.__getitem__)
-    print(f"\n{name}: {batches} batches per epoch, {rounds} rounds")
-    for key in (*CONFIGS, "auto"):
-        print(f"  {key:>10}: epoch 1 {statistics.median(first[key]):7.3f} s, later epoch "
-              f"{med[key]:7.3f} s ({med[best] / med[key]:5.2f}x the best)  "
-              f"[{', '.join(f'{t:.3f}' for t in steady[key])}]")
-    ratios = [med[best] / med[c] for c in choices]
-    print(f"  auto chose: {choices}; chosen rate / best rate: "
-          f"{', '.join(f'{r:.2f}' for r in ratios)} (best: {best})")
-    costs = [(t - med_first[best_first]) / med_first[best_first] for t in first["auto"]]
-    print(f"  auto first epoch vs best fixed first epoch ({best_first}): median cost "
+        best_first = min(CONFIGS, key=first.__getitem__)
+        best_later = min(CONFIGS, key=later.__getitem__)
+        cost = (first["auto"] - first[best_first]) / first[best_first]
+        ratio = later[best_later] / later[choices[-1]] if choices[-1] in later else float("nan")
+        costs.append(cost)
+        ratios.append(ratio)
+        cells = ", ".join(f"{k} {first[k]:.2f}/{later[k]:.2f}" for k in (*CONFIGS, "auto"))
+        print(f"  round {r}: first/later epoch s: {cells}; auto chose {choices[-1]} "
+              f"({ratio:.2f}x the best later epoch, {best_later}); auto's first epoch "
+              f"{cost * 100:+.0f}% vs the best first epoch ({best_first}); "
+              f"tuning {tunings[-1]}", flush=True)
+    print(f"  {name} summary: choices {choices}; chosen/best rate median "
+          f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}); cost median "
           f"{statistics.median(costs) * 100:+.1f}% of an epoch "
-          f"[{', '.join(f'{c * 100:+.0f}%' for c in costs)}]")
-    print(f"  tuning: {tuning}")
+          f"[{', '.join(f'{c * 100:+.0f}%' for c in costs)}]; the tuning's own cost estimate "
+          f"[{', '.join(f'{c * 100:.1f}%' for c in own)}] of auto's later epoch", flush=True)
 
 
 def main() -> None:
@@ -193,6 +201,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=None)
+    parser.add_argument("--verbose", action="store_true", help="print every epoch and report")
     parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "mb-autotune"))
     args = parser.parse_args()
     root = Path(args.data)
@@ -201,7 +210,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     for name, make in workloads(root, args.quick).items():
         if args.only is None or name in args.only.split(","):
-            measure(name, make, args.rounds)
+            measure(name, make, args.rounds, args.verbose)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ asserted anywhere)."""
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minibatcher import DataLoader, autotune
+from minibatcher import DataLoader, WorkerError, autotune
 from minibatcher.autotune import AutoExecutor, Candidate, Choice, Trial, Tuner, candidates
 from minibatcher.samplers import SequentialSampler
 
@@ -48,6 +49,7 @@ def eager(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(autotune.decision, "TRIAL_EXTRA", 1)
     monkeypatch.setattr(autotune.decision, "UNKNOWN_EPOCH_S", 0.0)
     monkeypatch.setattr(autotune.decision, "candidates", lambda cpus=None: POOL)
+    monkeypatch.setattr(autotune.executor, "startup_guess", lambda loader, c: 0.0)
 
 
 def flat(loader: Any) -> list[int]:
@@ -57,7 +59,9 @@ def flat(loader: Any) -> list[int]:
 # -- the decision, on injected measurements -------------------------------------------------
 
 def trial(c: Candidate, per_batch: float, startup: float = 0.0, batches: int = 10) -> Trial:
-    return Trial(c, batches, batches * per_batch, startup, batches + max(1, c.num_workers))
+    delivered = batches + max(1, c.num_workers)
+    return Trial(c, batches, batches * per_batch, startup, delivered,
+                 wall_s=startup + delivered * per_batch)
 
 
 def test_candidates() -> None:
@@ -91,7 +95,7 @@ def test_trials_are_sized_to_a_share_of_the_epoch() -> None:
     assert step.candidate == THREADS2
     budget = autotune.TUNE_SHARE * 1000 * 0.01 / 2
     assert tuner.budget_s == pytest.approx(budget)
-    assert step.seconds == pytest.approx(max(budget / 4, autotune.decision.TRIAL_MIN_S))
+    assert step.seconds == pytest.approx(max(budget / 2, autotune.decision.TRIAL_MIN_S))
     assert step.min_batches == 2 + autotune.decision.TRIAL_EXTRA
     assert step.multiple == 2
 
@@ -114,6 +118,24 @@ def test_contenders_take_more_turns_while_the_budget_lasts(
     assert tuner.trials[THREADS2].batches == 30
     assert tuner.trials[Candidate(0)].batches == 10
     assert tuner.choice().candidate == THREADS2
+
+
+def test_turns_of_near_best_candidates_cost_little() -> None:
+    """The budget counts what turns cost (time less what the best would have taken): equal
+    candidates can take more turns than slow ones."""
+    def turns(threads_per_batch: float) -> int:
+        tuner = Tuner(POOL, epoch_batches=200, persistent=False)
+        tuner.record(trial(Candidate(0), 0.004))
+        tuner.record(trial(PROCS2, 0.004))
+        tuner.record(trial(THREADS2, threads_per_batch))
+        count = 0
+        while (step := tuner.next_step()) is not None:
+            per_batch = {PROCS2: 0.004, THREADS2: threads_per_batch}.get(step.candidate, 0.004)
+            tuner.record(trial(step.candidate, per_batch, startup=0.002))
+            count += 1
+        return count
+
+    assert turns(0.004) > turns(0.0049) > 0
 
 
 def test_no_more_turns_once_the_budget_is_spent() -> None:
@@ -427,7 +449,46 @@ def test_a_sequential_sampler_of_ours_still_resumes(eager: None) -> None:
     assert flat(dl) == list(range(30))
 
 
-def test_stage_timings_of_every_turn_reach_the_stats(eager: None, no_leaks: None) -> None:
+def test_stage_timings_of_every_turn_reach_the_stats(
+    eager: None, no_leaks: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inline and thread turns time their stages on the loader's work, not in an executor."""
+    monkeypatch.setattr(autotune.decision, "candidates", lambda cpus=None: POOL[:2])
     dl = DataLoader(Slow(120), batch_size=2, num_workers="auto")
-    assert flat(dl) == list(range(120))
-    assert dl.stats.stages["fetch"] > 0
+    got = []
+    for batch in dl:
+        got += batch.tolist()
+        if len(got) == 100:
+            assert dl.stats.stages["fetch"] > 0  # mid-epoch: read through the executor
+    assert got == list(range(120))
+
+
+def test_the_cost_is_what_the_choice_would_have_saved_on_the_tuning_batches() -> None:
+    trials = (Trial(Candidate(0), 10, 2.0), Trial(THREADS2, 10, 1.0))
+    choice = Choice(THREADS2, trials, "fastest", tuning_batches=25, tuning_s=3.0)
+    assert choice.cost_s == pytest.approx(0.5)
+    assert "(~0.50 s more than num_workers=2 (threads) alone)" in str(choice)
+    assert Choice(PROCS2, trials, "?", 5, 1.0).cost_s is None
+
+
+class CrashesInWorkers(Slow):
+    """Item 7 kills a worker process (as a segfault would); in the main process it raises."""
+
+    main = os.getpid()
+
+    def __getitem__(self, i: int) -> int:
+        if i == 7:
+            if os.getpid() != self.main:
+                os._exit(3)
+            raise ValueError("item 7 would have crashed the main process")
+        return super().__getitem__(i)
+
+
+def test_a_worker_crash_in_a_trial_raises_and_is_not_rerun_in_the_main_process(
+    eager: None, no_leaks: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(autotune.decision, "candidates", lambda cpus=None: [Candidate(0), PROCS2])
+    loader = DataLoader(CrashesInWorkers(40), batch_size=2, num_workers="auto")
+    with pytest.raises(WorkerError) as raised:
+        list(loader)
+    assert raised.value.exitcode == 3

@@ -4,7 +4,8 @@ In: the loader's delivery loop reports, for a sample of batches, when a batch wa
 the consumer asked for the next one; :class:`~minibatcher.work.BatchWork` times its stages
 (fetch, transform, collate) on the same sample, wherever it runs. Out: :class:`LoaderStats`, a
 frozen snapshot with counts, per-stage times and a one-line verdict. State: one
-:class:`EpochRecorder` per epoch (the latest is kept) and the auto-tuning report.
+:class:`EpochRecorder` per epoch (the latest is kept, with the items ``on_error="skip"`` left
+out: :func:`unwrap_skipped`) and the auto-tuning report.
 
 NOTE [ Sampled bookkeeping ]
     W1 of the benchmarks (``range(1_000_000)``, batch_size=64) delivers a batch every ~3-4 us,

@@ -8,9 +8,11 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
-TUNE_SHARE = 0.10
-"""Worker trials together take about this share of the epoch's time, estimated as if workers
-scaled perfectly; they cost much less than that, since their batches are delivered."""
+TUNE_SHARE = 0.05
+"""The budget of the trials: this share of the epoch's time, estimated from the inline rate as
+if workers scaled perfectly. The first turns of the workers take about twice this much time
+together (their batches are delivered, so they cost much less); more turns are taken while
+their cost (time less what the best candidate would have needed) stays within it."""
 CHEAP_BATCH_S = 200e-6
 """Inline batches faster than this are not worth sending to workers."""
 INLINE_BATCHES = 3
@@ -66,6 +68,8 @@ class Trial:
     """Batches it delivered in its turn."""
     error: str | None = None
     """Why it was not measured (failed or not tried); None if it was."""
+    wall_s: float = 0.0
+    """Seconds of the whole turn (0: ``startup_s + seconds``)."""
 
     @classmethod
     def from_stamps(cls, candidate: Candidate, start: float, stamps: Sequence[float]) -> Trial:
@@ -79,7 +83,8 @@ class Trial:
         if len(stamps) <= k:
             return cls(candidate, 0, 0.0, 0.0, len(stamps), "too few batches to measure")
         return cls(
-            candidate, len(stamps) - k, stamps[-1] - stamps[k - 1], stamps[0] - start, len(stamps)
+            candidate, len(stamps) - k, stamps[-1] - stamps[k - 1], stamps[0] - start,
+            len(stamps), wall_s=stamps[-1] - start,
         )
 
     @property
@@ -109,15 +114,31 @@ class Choice:
     tuning_s: float = 0.0
     """Seconds those batches took."""
 
+    @property
+    def chosen_trial(self) -> Trial | None:
+        """The measurement of the chosen candidate."""
+        return next((t for t in self.trials if t.candidate == self.candidate), None)
+
+    @property
+    def cost_s(self) -> float | None:
+        """What measuring cost: the tuning's seconds less what the chosen candidate would have
+        taken for those batches at its measured rate (None if it was not measured)."""
+        chosen = self.chosen_trial
+        if chosen is None or chosen.batches_per_s <= 0:
+            return None
+        return max(0.0, self.tuning_s - self.tuning_batches / chosen.batches_per_s)
+
     def __str__(self) -> str:
         tried = "; ".join(
             f"{t.candidate}: {t.error}" if t.error else
             f"{t.candidate}: {t.batches_per_s:,.1f} batches/s, start-up {t.startup_s * 1e3:.0f} ms"
             for t in self.trials
         )
+        cost = self.cost_s
+        spent = "" if cost is None else f" (~{cost:.2f} s more than {self.candidate} alone)"
         return (
             f"chose {self.candidate} ({self.reason}); measured on the epoch's first "
-            f"{self.tuning_batches} batches in {self.tuning_s:.2f} s: {tried}"
+            f"{self.tuning_batches} batches in {self.tuning_s:.2f} s{spent}: {tried}"
         )
 
 
@@ -178,7 +199,7 @@ class Tuner:
         self.delivered = 0
         self.budget_s = 0.0
         """Seconds for all worker trials together, set once inline is measured."""
-        self.spent_s = 0.0
+        self._turns: list[tuple[float, int]] = []  # (seconds, batches delivered) per turn
         self.turns: dict[Candidate, int] = {}
         self._queue: list[Candidate] = []
         self._last: Candidate | None = None
@@ -189,8 +210,7 @@ class Tuner:
         c = self._last = trial.candidate
         self.delivered += trial.delivered
         self.turns[c] = self.turns.get(c, 0) + 1
-        if c.num_workers or c in self.trials:
-            self.spent_s += trial.startup_s + trial.seconds
+        self._turns.append((trial.wall_s or trial.startup_s + trial.seconds, trial.delivered))
         old = self.trials.get(c)
         if old is not None and old.error is None and trial.error is None:
             trial = dataclasses.replace(
@@ -223,7 +243,7 @@ class Tuner:
             )
             return None
         workers = self.pool[1:]
-        box = min(max(self.budget_s / max(1, 2 * len(workers)), TRIAL_MIN_S), TRIAL_MAX_S)
+        box = min(max(2 * self.budget_s / max(1, 2 * len(workers)), TRIAL_MIN_S), TRIAL_MAX_S)
         for c in workers:
             if c in self.trials:
                 continue
@@ -232,18 +252,26 @@ class Tuner:
                 self.trials[c] = Trial(c, 0, 0.0, error="not tried: too few batches left")
                 continue
             guess = self.startup_guess(c)
-            if guess > max(self.budget_s, TRIAL_MIN_S):
+            if guess > max(2 * self.budget_s, TRIAL_MIN_S):
                 self.trials[c] = Trial(
                     c, 0, 0.0, error=f"not tried: start-up ~{guess:.2f} s would exceed the "
-                    f"{self.budget_s:.2f} s set for trials"
+                    f"{2 * self.budget_s:.2f} s set for trials"
                 )
                 continue
             return Step(c, least, box, c.num_workers)
         return self._next_round(box)
 
+    def spent_s(self) -> float:
+        """What the turns so far cost: their seconds less what the best candidate measured
+        would have taken for their batches (a turn of the best costs only its start-up)."""
+        best = max((t.batches_per_s for t in self.trials.values()), default=0.0)
+        if best <= 0:
+            return 0.0
+        return sum(s for s, _ in self._turns) - sum(n for _, n in self._turns) / best
+
     def _next_round(self, box: float) -> Step | None:
         """Another turn for a contender, while the budget and the epoch last."""
-        if self.spent_s >= self.budget_s:
+        if self.spent_s() >= self.budget_s:
             return None
         if not self._queue:
             rates = {c: t.batches_per_s for c, t in self.trials.items() if t.batches_per_s > 0}

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..errors import WorkerError
 from ..transport import Executor, InlineExecutor, make_executor
 from ..transport.factory import choose_start_method
 from . import decision
@@ -106,8 +107,11 @@ class AutoExecutor:
         except Exception as e:
             if candidate.num_workers == 0 and gate.failed is None:
                 raise
-            # The candidate could not run this work (or the task stream failed): what it took
-            # and did not deliver runs inline, which raises the error if it is the data's own.
+            if isinstance(e, WorkerError) and e.exitcode is not None:
+                raise  # a worker died on this data (a crash): in the main process it would too
+            # The candidate could not run this work (unpicklable, failed to start) or the task
+            # stream failed: what it took and did not deliver runs inline, which raises the
+            # error again if it is the data's own.
             self._close(candidate)
             if gate.failed is None:
                 self._tuner.record(Trial(candidate, 0, 0.0, delivered=len(stamps),
