@@ -197,6 +197,12 @@ class DataLoader(Generic[T]):
         """Whether the last partial batch is dropped."""
         return self.options.drop_last
 
+    @property
+    def sampler(self) -> LoaderEpochs:
+        """``dl.sampler.set_epoch(e)`` is ``dl.set_epoch(e)``: how Lightning, accelerate and
+        torch DDP scripts keep a loader's epochs in step (they call the sampler's)."""
+        return LoaderEpochs(self)
+
     # -- epochs --------------------------------------------------------------------------
     def __len__(self) -> int:
         """The number of batches per epoch (``drop_last`` respected)."""
@@ -216,6 +222,12 @@ class DataLoader(Generic[T]):
             self._resume = None
 
     def __iter__(self) -> Iterator[T]:
+        """A new epoch, decided at the first ``next()``: an iterator created and dropped unread
+        (Lightning's check that the loader is iterable) costs no epoch, and a ``set_epoch``
+        between ``iter()`` and the first batch applies (as with torch's samplers)."""
+        return self._epoch()
+
+    def _epoch(self) -> Iterator[T]:
         total = length_or_none(self) if self.options.progress else None  # before the epoch advances
         epoch = self._next_epoch
         self.epoch = epoch
@@ -226,8 +238,8 @@ class DataLoader(Generic[T]):
         batches = self._iterate(epoch, progress.next_batch, progress)
         if self.options.progress:
             left = None if total is None else total - progress.next_batch
-            return progress_bar(batches, left, f"epoch {epoch}")
-        return batches
+            batches = progress_bar(batches, left, f"epoch {epoch}")
+        yield from batches
 
     def _iterate(
         self, epoch: int, start: int, progress: _state.Progress | None = None
@@ -428,3 +440,18 @@ class DataLoader(Generic[T]):
             f"shuffle={self.options.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
             f"output={self.options.output!r})"
         )
+
+
+@final
+class LoaderEpochs:
+    """What frameworks see as ``dl.sampler``: ``set_epoch`` sets the loader's next epoch."""
+
+    def __init__(self, loader: DataLoader[Any]) -> None:
+        self.loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        """The loader's :meth:`DataLoader.set_epoch`."""
+        self.loader.set_epoch(epoch)
+
+    def __repr__(self) -> str:
+        return f"LoaderEpochs(next epoch {self.loader._next_epoch})"
