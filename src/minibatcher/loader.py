@@ -12,6 +12,7 @@ are the same whatever the number or kind of workers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
@@ -355,6 +356,33 @@ class DataLoader(Generic[T]):
             return work.apply_batch_transform(convert(batch), epoch, seq)
 
         return finish
+
+    # -- fastai's protocol (DataLoaders, Learner.get_preds) ----------------------------
+    def new(self, **changes: Any) -> DataLoader[Any]:
+        """A loader over the same data with the same arguments (and seed) but ``changes``;
+        fastai's names ``shuffled`` and ``bs`` are accepted for ``shuffle`` and ``batch_size``
+        (``Learner.get_preds`` calls ``dl.new(shuffled=False, drop_last=False)``)."""
+        aliases = {"shuffled": "shuffle", "bs": "batch_size"}
+        kwargs = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)}
+        kwargs["seed"] = self.seed
+        if self._device is not None:
+            kwargs["device"] = self._device.device
+        for name, value in changes.items():
+            name = aliases.get(name, name)
+            if name not in kwargs:
+                raise ConfigError(f"new() got an unknown argument {name!r}")
+            kwargs[name] = value
+        return DataLoader(self.dataset, **kwargs)
+
+    def to(self, device: Any) -> DataLoader[T]:
+        """Deliver batches on ``device`` from now on (fastai's ``dls.to`` / ``dls.cuda()``)."""
+        self._device = DeviceTransfer(device, self.options.pin_memory)
+        return self
+
+    @property
+    def device(self) -> Any:
+        """The torch device batches are delivered on (None: where the data is)."""
+        return None if self._device is None else self._device.device
 
     def one_batch(self) -> T:
         """The first batch of the current epoch, without starting an epoch.
