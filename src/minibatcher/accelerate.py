@@ -34,7 +34,6 @@ from .errors import ConfigError, StateError
 from .loader import DataLoader as CoreLoader
 from .torch import DataLoader as TorchLoader
 
-
 RANKS_KEY = "minibatcher_ranks"
 """The key of the list of every rank's loader state, in rank order."""
 
@@ -93,7 +92,7 @@ def _shard_torch_loader(dl: TorchLoader[Any], rank: int, world_size: int) -> Tor
     )
 
 
-class AcceleratedLoader(DataLoaderStateMixin):
+class AcceleratedLoader(DataLoaderStateMixin):  # type: ignore[misc]
     """A minibatcher loader prepared for ``accelerator`` (see the module docstring)."""
 
     def __init__(self, accelerator: Any, loader: Any) -> None:

@@ -22,7 +22,8 @@ N, BATCH = 40, 4
 def make(kind: str) -> Any:
     ds = tud.TensorDataset(torch.arange(N))
     if kind == "torch_facade":
-        return minibatcher.torch.DataLoader(ds, BATCH, True, generator=torch.Generator().manual_seed(0))
+        generator = torch.Generator().manual_seed(0)
+        return minibatcher.torch.DataLoader(ds, BATCH, True, generator=generator)
     return minibatcher.DataLoader(ds, BATCH, shuffle=True, seed=0, shard="auto")
 
 
@@ -52,7 +53,7 @@ def run(kind: str, out: Path) -> dict[str, Any]:
             seen.append(items(batch))
         report["epochs"].append(seen)
         report["syncs"].append(syncs)
-    report["devices"] = sorted(report["devices"]) + [acc.device.type]
+    report["devices"] = [*sorted(report["devices"]), acc.device.type]
 
     # save_state mid-epoch 1, then a new loader restored with load_state continues exactly
     acc2 = Accelerator(cpu=True)

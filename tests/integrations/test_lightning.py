@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("lightning")
 sys.path.insert(0, str(Path(__file__).parent))
-import lightning_app as app  # noqa: E402
+import lightning_app as app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
 

@@ -1,4 +1,4 @@
-"""Batches equal ``default_collate`` (``default_convert`` for ``batch_size=None``) for every type."""
+"""Batches equal ``default_collate`` (``default_convert`` for ``batch_size=None``), every type."""
 
 from __future__ import annotations
 

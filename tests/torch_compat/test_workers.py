@@ -194,7 +194,8 @@ def test_too_many_workers_warn_alike():
         return [str(w.message) for w in caught]
 
     messages = both(run)
-    assert messages and "worker processes in total" in messages[0]
+    assert messages
+    assert "worker processes in total" in messages[0]
 
 
 def test_pin_memory_without_accelerator_warns_alike():

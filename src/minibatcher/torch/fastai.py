@@ -65,7 +65,7 @@ def new_loader(dl: DataLoader[Any], changes: dict[str, Any]) -> DataLoader[Any]:
         args["prefetch_factor"] = None
         args["persistent_workers"] = False
         args["multiprocessing_context"] = None
-    loader = DataLoader(dl.dataset, **args)
+    loader: DataLoader[Any] = DataLoader(dl.dataset, **args)
     if dl._device is not None:
         loader.to(dl._device)
     return loader

@@ -151,7 +151,7 @@ class DataLoader(Generic[T]):
 
     def __len__(self) -> int:
         if self._iterable:
-            length = self._IterableDataset_len_called = len(self.dataset)
+            length = self._IterableDataset_len_called = len(self.dataset)  # type: ignore[arg-type]
             if self.batch_size is not None:
                 size = self.batch_size
                 length = length // size if self.drop_last else math.ceil(length / size)
@@ -445,7 +445,7 @@ class _LoaderIter:
                 )
             warnings.warn(message, stacklevel=2)
         if self._pin_device is not None:
-            batch = _torch_pin_memory(batch, self._pin_device)
+            batch = _torch_pin_memory(batch, self._pin_device)  # type: ignore[no-untyped-call]
         if self._device is not None:
             batch = _to_device(batch, self._device)
         return batch

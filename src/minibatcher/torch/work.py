@@ -182,7 +182,7 @@ class TorchWorkerInit:
         if "numpy" in sys.modules:
             import numpy as np
 
-            np.random.seed(_torch_worker._generate_state(self.base_seed, worker_id))
+            np.random.seed(_torch_worker._generate_state(self.base_seed, worker_id))  # type: ignore[no-untyped-call]
         _torch_worker._worker_info = _torch_worker.WorkerInfo(
             id=worker_id, num_workers=self.num_workers, seed=seed, dataset=self.dataset
         )
