@@ -19,6 +19,7 @@ fastai and grain columns appear only where those packages are installed.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -266,14 +267,18 @@ CORE_WORKLOADS: tuple[Workload, ...] = (
 
 
 def all_workloads() -> tuple[Workload, ...]:
-    """W1-W3, then the workloads of ``benchmarks/workers.py`` when that module exists."""
-    try:
-        import workers
-    except ModuleNotFoundError as e:
-        if e.name != "workers":
-            raise
-        return CORE_WORKLOADS
-    return CORE_WORKLOADS + tuple(workers.WORKLOADS)
+    """W1-W3, then the workloads of ``benchmarks/workers.py`` and ``benchmarks/realistic.py``
+    (W8-W10b, Parquet) when those modules exist."""
+    found = CORE_WORKLOADS
+    for name in ("workers", "realistic"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        found += tuple(module.WORKLOADS)
+    return found
 
 
 # -- import memory --------------------------------------------------------------------------------

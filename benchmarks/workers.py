@@ -13,6 +13,7 @@ Workloads (both loaders fork their workers, the Linux default of both here):
 
 - W4 cpu-bound: 20,000 items, each ~0.2 ms of deterministic Python work to fetch, bs 32; 2
   workers, and ours with 0 workers for the scaling ratio. Workers are started every epoch.
+  "NumPy limit" here: two plain forked processes running half the items each, per epoch.
 - W5 transport: 2,048 uint8 (3, 224, 224) arrays made in the worker, bs 32, 2 persistent workers:
   MB/s delivered to the main process; "NumPy limit" is the machine's memcpy of the same bytes.
 - W6 start-up: ms from creating the loader to its first batch (2 workers), and with persistent
@@ -101,6 +102,29 @@ def _w4(make: Callable[..., Any], workers: int) -> Callable[[Config], float]:
         return _epochs(loader, n, config)
 
     return run
+
+
+def _w4_share(data: CpuBound, worker: int) -> None:
+    for i in range(worker, len(data), WORKERS):
+        data[i]
+
+
+def w4_limit(config: Config) -> float:
+    """W4's limit: two plain forked processes running the same items (half each) per epoch."""
+    import multiprocessing
+
+    n = config.size(W4_FULL, W4_QUICK)
+    data = CpuBound(n)
+    context = multiprocessing.get_context("fork")
+
+    def epoch(_e: int) -> None:
+        procs = [context.Process(target=_w4_share, args=(data, w)) for w in range(WORKERS)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+
+    return rate(epoch, n, config)
 
 
 # -- W5 -----------------------------------------------------------------------------------------
@@ -232,12 +256,15 @@ WORKLOADS: tuple[Workload, ...] = (
         id="W4",
         title="cpu-bound 20k items x 0.2 ms, bs 32, 2 workers",
         cells=(
+            Cell(competitor="NumPy limit", run=w4_limit),
             Cell(competitor="minibatcher", run=_w4(_ours, WORKERS)),
             Cell(competitor="minibatcher 0 workers", run=_w4(_ours, 0)),
             Cell(competitor="torch", run=_w4(_torch, WORKERS), requires=("torch",)),
             Cell(competitor="torch 0 workers", run=_w4(_torch, 0), requires=("torch",)),
         ),
         targets=(
+            Target(numerator="minibatcher", denominator="NumPy limit", at_least=0.95),
+            Target(numerator="torch", denominator="NumPy limit"),
             Target(numerator="minibatcher", denominator="minibatcher 0 workers", at_least=1.85),
             Target(numerator="minibatcher", denominator="torch", at_least=1.15),
         ),

@@ -64,13 +64,15 @@ def test_demo_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     """demo with two batch sizes and two epochs prints the table and the answer."""
     pytest.importorskip("sklearn")
     assert main(["demo", "--epochs", "2", "--batch-sizes", "64,full", "--hidden", "16",
-                 "--no-progress"]) == EXIT_OK
+                 "--no-progress", "--suggest-seconds", "1"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "batch size" in out
     assert "items/s" in out
     assert "Answer:" in out
     assert "\n        64 " in out
     assert "\n      1437 " in out
+    assert "Suggested batch size:" in out  # minibatcher.sizing beside the trained table
+    assert "The measurement agrees" in out or "The measurement does not agree" in out
 
 
 def test_demo_missing_optional_package(monkeypatch: pytest.MonkeyPatch,

@@ -12,8 +12,9 @@ import pytest
 
 import minibatcher
 import minibatcher.samplers
+import minibatcher.sizing
 
-PACKAGES = [minibatcher, minibatcher.samplers]
+PACKAGES = [minibatcher, minibatcher.samplers, minibatcher.sizing]
 
 
 def public_names(module: types.ModuleType) -> list[str]:

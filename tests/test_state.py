@@ -55,19 +55,34 @@ def test_positions_across_the_epoch_edges() -> None:
     assert dl.state_dict()["loader"] == {"epoch": 0, "next_batch": 0, "delivered_above": []}
     for _ in range(6):
         next(it)
-    assert dl.state_dict()["loader"]["next_batch"] == 6  # inside the last batch
+    # At the last batch, before the iterator is exhausted: already the start of the next epoch.
+    assert dl.state_dict()["loader"] == {"epoch": 1, "next_batch": 0, "delivered_above": []}
     with pytest.raises(StopIteration):
         next(it)
     assert dl.state_dict()["loader"] == {"epoch": 1, "next_batch": 0, "delivered_above": []}
 
 
-def test_inside_the_last_batch_the_resumed_epoch_is_empty() -> None:
+def test_a_state_at_the_last_batch_resumes_at_the_next_epoch_never_an_empty_one() -> None:
+    dl = loader()
+    it = iter(dl)
+    list(itertools.islice(it, 6))  # every batch of epoch 0, the iterator not yet exhausted
+    resumed = loader()
+    resumed.load_state_dict(dl.state_dict())
+    assert resumed.epoch == 1
+    epoch1 = list(resumed)
+    assert len(epoch1) == 6
+    assert same_batches(epoch1, list(dl))  # dl's next iter() is epoch 1 too
+
+
+def test_an_old_style_state_at_the_end_of_an_epoch_resumes_at_the_next_epoch() -> None:
     dl = loader()
     it = iter(dl)
     list(itertools.islice(it, 6))
+    state = dl.state_dict()
+    state["loader"] = {"epoch": 0, "next_batch": 6, "delivered_above": []}  # as saved before
     resumed = loader()
-    resumed.load_state_dict(dl.state_dict())
-    assert list(resumed) == []
+    resumed.load_state_dict(state)
+    assert resumed.epoch == 1
     assert same_batches(list(resumed), list(dl))
 
 

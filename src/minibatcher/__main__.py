@@ -1,4 +1,5 @@
-"""The ``minibatcher`` command (also ``python -m minibatcher``): ``demo``, ``bench``, ``info``.
+"""The ``minibatcher`` command (also ``python -m minibatcher``): ``demo``, ``batch-size``,
+``bench``, ``info``.
 
 Exit codes: 0 success; 1 the command ran and failed (a missing optional package, a benchmark
 that failed, no benchmarks folder); 2 the command line was wrong (argparse's convention).
@@ -46,6 +47,16 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``minibatcher`` command."""
     parser = argparse.ArgumentParser(
@@ -83,6 +94,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train the same model with torch instead of NumPy (needs torch)")
     demo.add_argument("--no-progress", action="store_true",
                       help="no progress bars (one line per run instead)")
+    demo.add_argument("--no-suggest", action="store_true",
+                      help="skip the measured suggestion (minibatcher.sizing) after the table")
+    demo.add_argument("--suggest-seconds", type=_seconds, default=5.0, metavar="S",
+                      help="time budget of the suggestion's measurements (default: 5)")
+
+    size = sub.add_parser(
+        "batch-size",
+        help="measure which batch size to train the demo's model with",
+        description=(
+            "Run minibatcher.sizing.suggest_batch_size on the demo's model (a NumPy MLP on "
+            "scikit-learn's digits) at its initial weights: memory ceiling, throughput curve "
+            "and gradient noise scale, and the batch size B* = sqrt(B_noise alpha / beta) that "
+            "minimises the predicted time to a target loss. Needs: pip install "
+            "'minibatcher[examples]'."
+        ),
+    )
+    size.add_argument("--seconds", type=_seconds, default=10.0,
+                      help="time budget of the measurements (default: 10)")
+    size.add_argument("--hidden", type=_positive, default=64, help="hidden units (default: 64)")
+    size.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    size.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     bench = sub.add_parser(
         "bench",
@@ -121,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    handler = {"demo": _demo, "bench": _bench, "info": _info}[args.command]
+    handler = {"demo": _demo, "batch-size": _batch_size, "bench": _bench,
+               "info": _info}[args.command]
     try:
         return handler(args)
     except ImportError as e:
@@ -149,6 +182,27 @@ def _demo(args: argparse.Namespace) -> int:
     if args.plot is not None:
         demo.save_plot(results, args.plot)
         print(f"\nSaved the curves to {args.plot}")
+    if not args.no_suggest:
+        print(f"\nMeasuring which batch size to use (minibatcher.sizing, "
+              f"~{args.suggest_seconds:g} s)...", flush=True)
+        suggestion = demo.suggest(hidden=args.hidden, seed=args.seed,
+                                  seconds=args.suggest_seconds, progress=not args.no_progress)
+        print()
+        print(suggestion)
+        print()
+        print(demo.agreement(suggestion, results))
+    return EXIT_OK
+
+
+def _batch_size(args: argparse.Namespace) -> int:
+    from . import demo
+
+    print(f"Measuring which batch size to train a 64-{args.hidden}-10 MLP (NumPy) on "
+          f"scikit-learn's digits with (~{args.seconds:g} s)...", flush=True)
+    suggestion = demo.suggest(hidden=args.hidden, seed=args.seed, seconds=args.seconds,
+                              progress=not args.no_progress)
+    print()
+    print(suggestion)
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ ranks do the work. Each use has its own stream id, so two uses never share rando
 
 from __future__ import annotations
 
-import secrets
+import sys
 
 import numpy as np
 
@@ -24,8 +24,20 @@ SEED_BITS = 63
 
 
 def draw_seed() -> int:
-    """A fresh non-negative seed from the OS entropy pool."""
-    return secrets.randbits(SEED_BITS)
+    """A seed drawn from the global generator the user seeds, so the usual seeding fixes it.
+
+    torch's default generator when torch is imported (``torch.manual_seed``, Lightning's
+    ``seed_everything``), else NumPy's global one (``np.random.seed``): the generators that
+    torch's and fastai's loaders follow. Unseeded, each is seeded from the OS at start-up, so an
+    unseeded program still gets a fresh seed every run. Drawing advances that generator by one
+    draw, as constructing torch's ``RandomSampler`` iterator does.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "empty"):
+        value = int(torch.empty((), dtype=torch.int64).random_().item())
+    else:
+        value = int(np.random.randint(0, 2**SEED_BITS - 1, dtype=np.int64))
+    return value & ((1 << SEED_BITS) - 1)
 
 
 def check_seed(seed: object, name: str = "seed") -> int:

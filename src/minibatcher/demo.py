@@ -98,8 +98,8 @@ class NumpyMLP:
         p = self.p
         return np.maximum(x @ p["w1"] + p["b1"], 0) @ p["w2"] + p["b2"]
 
-    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """One SGD step on the batch; returns its mean loss."""
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """The batch's mean loss and its gradient with respect to each parameter."""
         p = self.p
         hidden = np.maximum(x @ p["w1"] + p["b1"], 0)
         z = hidden @ p["w2"] + p["b2"]
@@ -111,10 +111,14 @@ class NumpyMLP:
         probs[rows, y] -= 1
         probs /= len(y)  # d loss / d logits
         d_hidden = (probs @ p["w2"].T) * (hidden > 0)
-        p["w2"] -= lr * (hidden.T @ probs)
-        p["b2"] -= lr * probs.sum(axis=0)
-        p["w1"] -= lr * (x.T @ d_hidden)
-        p["b1"] -= lr * d_hidden.sum(axis=0)
+        return loss, {"w2": hidden.T @ probs, "b2": probs.sum(axis=0),
+                      "w1": x.T @ d_hidden, "b1": d_hidden.sum(axis=0)}
+
+    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
+        """One SGD step on the batch; returns its mean loss."""
+        loss, grads = self.gradients(x, y)
+        for name, g in grads.items():
+            self.p[name] -= lr * g
         return loss
 
 
@@ -335,3 +339,52 @@ def save_plot(results: Sequence[RunResult], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# -- the measured answer: minibatcher.sizing on the same model -----------------------------
+SUGGEST_BATCH_SIZE = 64
+"""The training loader's batch size the noise scale is measured with (8 micro-batches of 8)."""
+
+
+def suggest(
+    *, hidden: int = 64, seed: int = 0, seconds: float = 5.0, progress: bool = True,
+    batch_size: int = SUGGEST_BATCH_SIZE,
+) -> Any:
+    """:func:`minibatcher.sizing.suggest_batch_size` on the demo's model at its initial weights
+    (the same split, weights, loader and learning-rate rule as :func:`run_demo`)."""
+    from .sizing import suggest_batch_size
+
+    x_train, y_train, _, _ = load_digits_split(seed)
+    model = NumpyMLP(NumpyMLP.init(x_train.shape[1], hidden, 10, seed))
+    dl: DataLoader[dict[str, Any]] = DataLoader(
+        {"x": x_train, "y": y_train}, batch_size=batch_size, shuffle=True, seed=seed)
+
+    def step(batch: dict[str, np.ndarray]) -> float:
+        return model.step(batch["x"], batch["y"], learning_rate(len(batch["y"])))
+
+    def grad(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return model.gradients(batch["x"], batch["y"])[1]
+
+    with _one_blas_thread():
+        return suggest_batch_size(dl, step, grad=grad, state=model.p, seconds=seconds,
+                                  progress=progress)
+
+
+def agreement(suggestion: Any, results: Sequence[RunResult]) -> str:
+    """Whether the trained table agrees with the suggestion: is the trained size nearest to it
+    (on a log scale) the one :func:`explain` picks?"""
+    if not results:
+        return ""
+    best = max(r.accuracy for r in results)
+    pick = min((r for r in results if r.accuracy >= best - 0.01), key=lambda r: r.seconds)
+    target = suggestion.batch_size
+    nearest = min(results, key=lambda r: abs(np.log(r.batch_size / target)))
+    if nearest.batch_size == pick.batch_size:
+        return (f"The measurement agrees: of the batch sizes trained, {pick.batch_size} is the "
+                f"nearest to the suggested {target} and the one that reached within 1 point of "
+                "the best accuracy in the least time.")
+    return (f"The measurement does not agree: the suggestion is {target} (nearest trained size "
+            f"{nearest.batch_size}), but the table's answer is {pick.batch_size}. The suggestion "
+            "models the time to a target loss at the initial weights; the table compares "
+            "accuracy after a fixed number of epochs, with a learning-rate rule that may not "
+            "suit every size.")

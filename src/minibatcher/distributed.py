@@ -3,26 +3,42 @@
 In: the loader's ``shard=`` and ``seed=`` arguments. Out: a :class:`~minibatcher.samplers.shard.
 ShardSpec` (or None: no sharding) and the seed every rank uses. State: none.
 
-``shard="auto"`` looks, in order, at an initialised ``torch.distributed`` process group, then at
-the ``RANK``/``WORLD_SIZE`` environment variables that torchrun (and most launchers) set, else it
-means no sharding. torch is never imported here: a process group can only exist if the program
-imported torch already, so ``sys.modules`` is where we look.
+Three ways to ask (the loader's ``shard=``):
 
-All ranks must draw the same order, so they need the same seed. With ``seed=None`` under an
-initialised process group, rank 0 draws one and broadcasts it (a collective: every rank must
-build its loader, as with any collective). Without a group there is no way to agree on a seed, so
-``shard=`` with ``seed=None`` is an error that says to pass one.
+- ``"detect"`` (the default): shard when this process is one of several ranks of an initialised
+  job: a ``torch.distributed`` process group with ``world_size > 1`` (torchrun, Lightning's
+  ``strategy="ddp"``, ``accelerate launch``), else multi-process JAX
+  (``jax.distributed.initialize``). A loader built inside such a job without a ``shard=``
+  would otherwise give every rank the whole data set, world-size times the work per epoch, so
+  the default shards; ``shard=None`` opts out. What the sampler or the data already splits
+  across ranks (a ``DistributedSampler``) is not split again.
+- ``"auto"``: the same, and when no job is initialised, the ``RANK``/``WORLD_SIZE``
+  environment variables that torchrun and most launchers set.
+- ``(rank, world_size)`` given, or ``None``: no sharding.
+
+Neither torch nor JAX is imported here: a process group can only exist if the program imported
+them already, so ``sys.modules`` is where we look.
+
+All ranks must draw the same order, so they need the same seed. With ``seed=None`` in an
+initialised job, rank 0 draws one and broadcasts it (a collective: every rank must build its
+loader, as with any collective). Without a job there is no way to agree on a seed, so ``shard=``
+with ``seed=None`` is an error that says to pass one.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from ._seed import draw_seed
 from .errors import ConfigError
 from .samplers.shard import ShardSpec
+
+DETECT: Literal["detect"] = "detect"
+"""The default ``shard=``: shard when running as one of several ranks of an initialised job."""
 
 
 def _process_group() -> Any:
@@ -35,11 +51,35 @@ def _process_group() -> Any:
     return dist
 
 
-def detect_rank() -> tuple[int, int] | None:
-    """``(rank, world_size)`` of the process group, else of RANK/WORLD_SIZE, else None."""
+def _jax_job() -> Any:
+    """``jax`` if JAX is imported and runs multi-process (``jax.distributed.initialize``)."""
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return None
+    distributed = getattr(jax, "distributed", None)
+    is_initialized = getattr(distributed, "is_initialized", None)
+    # Asking jax.process_count() starts JAX's backends: only once a job is known to exist.
+    if is_initialized is None or not is_initialized():
+        return None
+    return jax
+
+
+def job_rank() -> tuple[int, int] | None:
+    """``(rank, world_size)`` of an initialised torch.distributed group or JAX job, else None."""
     dist = _process_group()
     if dist is not None:
         return int(dist.get_rank()), int(dist.get_world_size())
+    jax = _jax_job()
+    if jax is not None:
+        return int(jax.process_index()), int(jax.process_count())
+    return None
+
+
+def detect_rank() -> tuple[int, int] | None:
+    """``(rank, world_size)`` of an initialised job, else of RANK/WORLD_SIZE, else None."""
+    found = job_rank()
+    if found is not None:
+        return found
     rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
     if rank is None or world is None:
         return None
@@ -58,11 +98,39 @@ def detect_rank() -> tuple[int, int] | None:
     return r, w
 
 
-def resolve_shard(shard: Any, uneven: str) -> ShardSpec | None:
-    """The loader's ``shard=`` argument as a ShardSpec (None: one rank, no sharding)."""
+def split_by_rank_already(*objects: Any) -> bool:
+    """Whether a sampler, batch sampler or dataset already splits the data across ranks.
+
+    torch's ``DistributedSampler`` (and look-alikes with ``num_replicas`` and ``rank``, also
+    inside a batch sampler), or an HF ``IterableDataset`` from ``split_dataset_by_node``: the
+    default sharding would split a second time and give each rank 1/W^2 of the data.
+    """
+    for obj in objects:
+        inner = getattr(obj, "sampler", None)
+        for candidate in (obj, inner):
+            if hasattr(candidate, "num_replicas") and hasattr(candidate, "rank"):
+                return True
+        if getattr(obj, "_distributed", None) is not None:  # HF split_dataset_by_node
+            return True
+    return False
+
+
+def resolve_shard(shard: Any, uneven: str, *split_by: Any) -> ShardSpec | None:
+    """The loader's ``shard=`` argument as a ShardSpec (None: one rank, no sharding).
+
+    ``split_by``: the sampler, batch sampler and data; the default does not shard what one of
+    them already splits across ranks (see :func:`split_by_rank_already`).
+    """
     if shard is None:
         return None
-    pair = detect_rank() if shard == "auto" else (int(shard[0]), int(shard[1]))
+    if shard == DETECT and split_by_rank_already(*split_by):
+        return None
+    if shard == DETECT:
+        pair = job_rank()
+    elif shard == "auto":
+        pair = detect_rank()
+    else:
+        pair = (int(shard[0]), int(shard[1]))
     if pair is None or pair[1] == 1:
         return None
     return ShardSpec(rank=pair[0], world_size=pair[1], uneven=uneven)
@@ -75,12 +143,20 @@ def resolve_seed(seed: int | None, spec: ShardSpec | None) -> int:
     if spec is None:
         return draw_seed()
     dist = _process_group()
-    if dist is None:
-        raise ConfigError(
-            f"shard={(spec.rank, spec.world_size)} with seed=None: every rank must use the same "
-            "seed and no torch.distributed process group is initialised to share one; pass "
-            "seed=<int>, the same on every rank (or initialise the process group first)"
-        )
-    box = [draw_seed() if dist.get_rank() == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return int(box[0])  # type: ignore[arg-type]
+    if dist is not None:
+        box = [draw_seed() if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return int(box[0])  # type: ignore[arg-type]
+    jax = _jax_job()
+    if jax is not None:
+        from jax.experimental import multihost_utils
+
+        seed = draw_seed()
+        mine = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
+        high, low = (int(v) for v in multihost_utils.broadcast_one_to_all(mine))
+        return ((high << 32) | low) & ((1 << 63) - 1)
+    raise ConfigError(
+        f"shard={(spec.rank, spec.world_size)} with seed=None: every rank must use the same "
+        "seed and no torch.distributed process group is initialised to share one; pass "
+        "seed=<int>, the same on every rank (or initialise the process group first)"
+    )

@@ -13,6 +13,7 @@ are the same whatever the number or kind of workers.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
@@ -26,7 +27,7 @@ from .distributed import resolve_seed, resolve_shard
 from .errors import ConfigError
 from .options import LoaderOptions
 from .plan import Planner, length_or_none
-from .profile import LoaderStats, Profiler, regular_batch_size
+from .profile import NO_BATCH, LoaderStats, Profiler, regular_batch_size, unwrap_skipped
 from .progress import progress_bar, require_tqdm
 from .sources import IndexedSource, StreamSource, as_source
 from .transport import Executor, InlineExecutor, make_executor
@@ -54,7 +55,9 @@ class DataLoader(Generic[T]):
         shuffle: a new random order every epoch, a pure function of ``(seed, epoch)``. For data
             without ``len()``, a seeded shuffle buffer of ``shuffle_buffer`` items (approximate).
         drop_last: drop the last batch if it is smaller than ``batch_size``.
-        seed: the seed of every random choice; ``None`` draws one (see :attr:`seed`).
+        seed: the seed of every random choice; ``None`` draws one from the global generator the
+            user seeds (torch's if torch is imported, else NumPy's: ``torch.manual_seed(0)``
+            makes the run reproducible), and adopts the saved one in :meth:`load_state_dict`.
         sampler: any iterable of indices (e.g. a :mod:`minibatcher.samplers` sampler).
         batch_sampler: any iterable of lists of indices; decides the batches.
         collate_fn: turns a list of items into a batch (default :data:`minibatcher.collate`).
@@ -72,7 +75,10 @@ class DataLoader(Generic[T]):
         timeout: seconds to wait for one batch before raising ``TimeoutError``.
         worker_init_fn: called in each worker with its id.
         mp_context: ``"fork"``, ``"spawn"`` or ``"forkserver"`` for process workers.
-        shard: ``(rank, world_size)`` or ``"auto"``: this rank's disjoint share of every epoch.
+        shard: this rank's disjoint share of every epoch: ``(rank, world_size)``; ``"detect"``
+            (the default) shards inside an initialised torch.distributed group or multi-process
+            JAX job of several ranks; ``"auto"`` also reads ``RANK``/``WORLD_SIZE``; ``None``
+            never shards (every rank sees all the data).
         uneven: when the data does not split evenly across ranks: ``"pad"``, ``"drop"`` or
             ``"allow"``.
         progress: show a progress bar per epoch (needs tqdm).
@@ -80,6 +86,10 @@ class DataLoader(Generic[T]):
             side stream one batch ahead so the copy overlaps the training step (needs torch).
         pin_memory: copy batches into page-locked host memory first (faster, asynchronous copies
             to CUDA; skipped with a warning when no CUDA device is available).
+        on_error: an item that fails to load (its fetch or ``transform`` raises): ``"raise"``
+            (the error names its index, and its file where the data knows it) or ``"skip"``:
+            the item is left out of its batch, listed in ``dl.stats.skipped``, with one warning
+            per epoch.
 
     Example::
 
@@ -112,11 +122,12 @@ class DataLoader(Generic[T]):
         timeout: float | None = None,
         worker_init_fn: Callable[[int], Any] | None = None,
         mp_context: str | None = None,
-        shard: tuple[int, int] | Literal["auto"] | None = None,
+        shard: tuple[int, int] | Literal["detect", "auto"] | None = "detect",
         uneven: Literal["pad", "drop", "allow"] = "pad",
         progress: bool = False,
         device: Any = None,
         pin_memory: bool = False,
+        on_error: Literal["raise", "skip"] = "raise",
     ) -> None:
         if bs is not None:
             if batch_size != 1:
@@ -150,6 +161,7 @@ class DataLoader(Generic[T]):
             progress=progress,
             device=device,
             pin_memory=pin_memory,
+            on_error=on_error,
         )
         try:
             check_output(output)
@@ -159,23 +171,10 @@ class DataLoader(Generic[T]):
             require_tqdm()  # a missing tqdm fails here, naming the extra to install
         self.source = as_source(data)
         self.dataset = data
-        self._shard = resolve_shard(shard, uneven)
+        self._shard = resolve_shard(shard, uneven, sampler, batch_sampler, data)
         """This rank's place among the ranks (None: no sharding), resolved once."""
-        self.seed: int = resolve_seed(seed, self._shard)
-        """The seed of every random choice: pass it back as ``seed=`` to replay a run."""
-        self._planner = Planner(
-            self.source, self.options, self.seed, self._shard, type(data).__name__
-        )
-        """Decides every batch of every epoch (see plan.py)."""
-        self.work = BatchWork(
-            self.source if isinstance(self.source, IndexedSource) else None,
-            seed=self.seed,
-            transform=transform,
-            collate_fn=collate_fn,
-            batched=batch_size is not None or batch_sampler is not None,
-            batch_transform=batch_transform,
-            output=output,
-        )
+        self._seed_given = seed is not None
+        self._use_seed(resolve_seed(seed, self._shard))
         self._jax_convert = converter("jax") if output == "jax" else None
         self._device = (
             DeviceTransfer(device, pin_memory) if device is not None or pin_memory else None
@@ -186,6 +185,47 @@ class DataLoader(Generic[T]):
         self._progress: _state.Progress | None = None  # the latest epoch's, updated as delivered
         self._resume: _state.Progress | None = None  # loaded by load_state_dict, for next iter()
         self._profiler = Profiler()  # dl.stats (see profile.py)
+
+    def _use_seed(self, seed: int) -> None:
+        """Build the stages that depend on the seed (again, when a state's seed is adopted)."""
+        self.seed: int = seed
+        """The seed of every random choice: pass it back as ``seed=`` to replay a run."""
+        opts = self.options
+        self._planner = Planner(
+            self.source, opts, seed, self._shard, type(self.dataset).__name__
+        )
+        """Decides every batch of every epoch (see plan.py)."""
+        self.work = BatchWork(
+            self.source if isinstance(self.source, IndexedSource) else None,
+            seed=seed,
+            transform=opts.transform,
+            collate_fn=opts.collate_fn,
+            batched=opts.batch_size is not None or opts.batch_sampler is not None,
+            batch_transform=opts.batch_transform,
+            output=opts.output,
+            on_error=opts.on_error,
+        )
+
+    def _join_a_late_job(self, *, share_seed: bool) -> None:
+        """``shard="detect"`` for a loader built before its job's process group existed
+        (``accelerate``'s ``Accelerator()`` or ``init_process_group`` called after the loader):
+        shard from now on. ``share_seed`` (at ``iter()``, which every rank calls) also takes
+        rank 0's seed when none was given: a collective, never run from ``len()``."""
+        if self._shard is not None or self.options.shard != "detect" or self._progress:
+            return
+        opts = self.options
+        spec = resolve_shard("detect", opts.uneven, opts.sampler, opts.batch_sampler, self.dataset)
+        if spec is None:
+            return
+        self._shard = spec
+        self.close()
+        seed = self.seed
+        if share_seed and not self._seed_given:
+            seed = resolve_seed(None, spec)
+        self._use_seed(seed)
+        self._late_seed_pending = not share_seed and not self._seed_given
+
+    _late_seed_pending = False  # sharded by len() before iter(): the seed is still to share
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -207,6 +247,7 @@ class DataLoader(Generic[T]):
     # -- epochs --------------------------------------------------------------------------
     def __len__(self) -> int:
         """The number of batches per epoch (``drop_last`` respected)."""
+        self._join_a_late_job(share_seed=False)
         resume = self._resume
         return self._planner.num_batches(
             self._next_epoch, None if resume is None else resume.domain
@@ -226,6 +267,11 @@ class DataLoader(Generic[T]):
         """A new epoch, decided at the first ``next()``: an iterator created and dropped unread
         (Lightning's check that the loader is iterable) costs no epoch, and a ``set_epoch``
         between ``iter()`` and the first batch applies (as with torch's samplers)."""
+        self._join_a_late_job(share_seed=True)
+        if self._late_seed_pending and self._shard is not None:
+            self._late_seed_pending = False
+            self.close()
+            self._use_seed(resolve_seed(None, self._shard))
         return self._epoch()
 
     def _epoch(self) -> Iterator[T]:
@@ -249,24 +295,32 @@ class DataLoader(Generic[T]):
         peek = progress is None  # one_batch(): not an epoch, not counted in dl.stats
         if progress is None:
             progress = _state.Progress(epoch, start)
-        executor = self._executor()
-        finish = self._finish_in_main
+        executor = self._executor(peek)
         rec = self._profiler.begin(
             epoch, start, lambda: progress.next_batch + len(progress.above),
             regular_batch_size(self.options), executor, self.work, keep=not peek,
         )
+        finish = self._finish_in_main
+        if self.options.on_error == "skip":
+            finish = unwrap_skipped(rec, finish)
         sample_at = rec.sample_at
         batch = None
         try:
             tasks = self._planner.tasks(
                 epoch, start, progress.domain, frozenset(progress.above), progress
             )
+            if peek:  # one batch: a single-pass sampler loses no more than it returns
+                tasks = itertools.islice(tasks, 1)
             results = executor.run(tasks)
             if self._device is not None:
                 results = self._device.run(results)
             for _seq, batch in results:
                 if finish is not None:
                     batch = finish(batch, epoch, _seq)
+                    if batch is NO_BATCH:  # on_error="skip" left out all its items
+                        progress.above.add(_seq)
+                        progress.advance()
+                        continue
                 # The batch is the user's once yielded: record it first (one compare, one write).
                 if _seq == progress.next_batch:
                     progress.next_batch = _seq + 1
@@ -297,10 +351,16 @@ class DataLoader(Generic[T]):
 
     _workers: Executor | None = None  # the persistent workers' executor, while alive
 
-    def _executor(self) -> Executor:
-        """The executor of one epoch: inline, or workers (kept across epochs if persistent)."""
-        opts = self._worker_options()
-        if opts.num_workers == 0 or opts.num_workers == "auto":
+    def _executor(self, peek: bool = False) -> Executor:
+        """The executor of one epoch: inline, or workers (kept across epochs if persistent);
+        with ``num_workers="auto"`` not yet decided, one that decides while delivering the
+        epoch (see ``autotune.py``): only the executor changes, never the batches."""
+        opts = self._tuned or self.options
+        if opts.num_workers == "auto":
+            if peek:  # one_batch(): not worth measuring
+                return InlineExecutor(self.work)
+            return autotune.for_loader(self, self._adopt_choice)
+        if opts.num_workers == 0:
             return InlineExecutor(self.work)
         workers = self._workers
         if workers is not None and not getattr(workers, "closed", False):
@@ -312,16 +372,16 @@ class DataLoader(Generic[T]):
 
     _tuned: LoaderOptions | None = None  # the options with num_workers="auto" resolved
 
-    def _worker_options(self) -> LoaderOptions:
-        """The options executors are built from: ``num_workers="auto"`` measured once, at the
-        first epoch (see ``autotune.py``); only the executor changes, never the batches."""
-        if self.options.num_workers != "auto":
-            return self.options
-        if self._tuned is None:
-            choice = autotune.tune_loader(self)
-            self._profiler.autotune = str(choice)
-            self._tuned = autotune.tuned_options(self.options, choice)
-        return self._tuned
+    def _adopt_choice(self, choice: autotune.Choice, executor: Executor) -> bool:
+        """Keep ``num_workers="auto"``'s choice; True when its executor is kept (persistent)."""
+        self._profiler.autotune = str(choice)
+        self._tuned = tuned = autotune.tuned_options(self.options, choice)
+        if self._profiler.current is not None:
+            self._profiler.current.executor = f"{executor!r} (chosen by num_workers='auto')"
+        if tuned.persistent_workers:
+            self._workers = executor
+            return True
+        return False
 
     def close(self) -> None:
         """Stop persistent workers and release their shared memory (idempotent).
@@ -402,7 +462,7 @@ class DataLoader(Generic[T]):
         ``num_workers`` or ``worker_type``) continues from it with :meth:`load_state_dict`.
         """
         progress = self._progress
-        if progress is None or progress.finished:
+        if progress is None or progress.finished or self._delivered_all(progress):
             progress = self._resume or _state.Progress(self._next_epoch)
         return _state.make_state(
             config=self._state_config(),
@@ -429,6 +489,13 @@ class DataLoader(Generic[T]):
         loaded state) restarts from its saved state instead, when there is no shuffle buffer and
         no sharding. Raises :class:`~minibatcher.StateError` naming what does not match.
         """
+        self._join_a_late_job(share_seed=False)
+        saved = _state.saved_seed(state)
+        if not self._seed_given and saved is not None:
+            self._late_seed_pending = False  # every rank adopts its state's seed
+            if saved != self.seed:
+                self.close()  # persistent workers were started with the drawn seed
+                self._use_seed(saved)  # seed=None adopts the saved seed; a given one must match
         sliced = self._planner.sliced()
         resume = _state.resume_point(
             state,
@@ -442,6 +509,13 @@ class DataLoader(Generic[T]):
         self._resume = resume
         self._progress = None
         self._next_epoch = self.epoch = resume.epoch
+
+    def _delivered_all(self, progress: _state.Progress) -> bool:
+        """Whether the user has every batch of ``progress``'s epoch (its generator not yet
+        exhausted): a state then points at the next epoch, never at an empty rest of this one."""
+        if progress.above or progress.next_batch == 0:
+            return False
+        return progress.next_batch == self._plan_length(progress)
 
     def _plan_length(self, progress: _state.Progress) -> int | None:
         """The number of batches of ``progress``'s epoch, where known in advance."""

@@ -20,6 +20,7 @@ WorkerType = Literal["process", "thread"]
 Uneven = Literal["pad", "drop", "allow"]
 WORKER_TYPES = ("process", "thread")
 UNEVEN_POLICIES = ("pad", "drop", "allow")
+ON_ERROR_POLICIES = ("raise", "skip")
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -61,11 +62,12 @@ class LoaderOptions:
     timeout: float | None = None
     worker_init_fn: Callable[[int], Any] | None = None
     mp_context: str | None = None
-    shard: Any = None
+    shard: Any = "detect"
     uneven: Uneven = "pad"
     progress: bool = False
     device: Any = None
     pin_memory: bool = False
+    on_error: Literal["raise", "skip"] = "raise"
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
@@ -107,6 +109,8 @@ class LoaderOptions:
         for name in ("collate_fn", "transform", "batch_transform", "worker_init_fn"):
             _callable(getattr(self, name), name)
         _positive_int(self.shuffle_buffer, "shuffle_buffer")
+        if self.on_error not in ON_ERROR_POLICIES:
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         self._check_workers()
         self._check_shard()
 
@@ -139,7 +143,7 @@ class LoaderOptions:
 
     def _check_shard(self) -> None:
         shard = self.shard
-        if shard is not None and shard != "auto":
+        if shard is not None and shard not in ("auto", "detect"):
             ok = (
                 isinstance(shard, tuple)
                 and len(shard) == 2
@@ -149,7 +153,7 @@ class LoaderOptions:
             )
             if not ok:
                 raise ConfigError(
-                    "shard must be None, 'auto' or (rank, world_size) with "
+                    "shard must be 'detect', 'auto', None or (rank, world_size) with "
                     f"0 <= rank < world_size, got {shard!r}"
                 )
         if self.uneven not in UNEVEN_POLICIES:

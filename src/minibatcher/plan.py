@@ -22,8 +22,15 @@ from . import state as _state
 from ._seed import BUFFER_STREAM, generator
 from .errors import ConfigError
 from .options import LoaderOptions
-from .samplers import BatchSampler, RandomSampler, Sampler, SequentialSampler
+from .samplers import (
+    BatchSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    ShardShuffleSampler,
+)
 from .samplers.batch import EpochPlan, IterablePlan, SlicedPlan, batch_count, chunked
+from .samplers.bucket import BucketBatchSampler
 from .samplers.shard import Domain, ShardSpec, shard_iter, shard_length, shard_order
 from .sources import IndexedSource, StreamSource, shuffle_buffer
 from .work import Task
@@ -78,6 +85,9 @@ class Planner:
         if opts.sampler is not None:
             return opts.sampler
         n = len(self.source)
+        shard_sizes = getattr(self.source, "shard_sizes", None)  # data read by shard: tar files
+        if opts.shuffle and shard_sizes is not None:
+            return ShardShuffleSampler(shard_sizes, opts.shuffle_buffer)
         return RandomSampler(n) if opts.shuffle else SequentialSampler(n)
 
     def sliced(self) -> tuple[Sampler, int, bool] | None:
@@ -102,6 +112,8 @@ class Planner:
             seed = self.seed if sampler.seed is None else sampler.seed
             order = shard_order(sampler.order(seed, epoch), spec, domain)
             return SlicedPlan(order, size, drop_last)
+        if isinstance(sampler, BucketBatchSampler):  # batches f(seed, epoch), sharded by batch
+            return sampler.plan(self.seed if sampler.seed is None else sampler.seed, epoch, spec, n)
         if opts.batch_sampler is not None:
             batches = _with_epoch(sampler, epoch)
             count = shard_length(length_or_none(sampler), spec)

@@ -48,13 +48,14 @@ NOTE [ Sampled bookkeeping ]
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
 from .transport.executor import sample_interval
 from .verdict import LoaderFacts, verdict
-from .work import STAGES
+from .work import STAGES, Skipped, SkippedItem
 
 SAMPLE_EVERY = 16
 """Worker executors time the stages of one batch in 16 (``BatchWork.__call__``)."""
@@ -94,6 +95,7 @@ class EpochRecorder:
         "between_n",
         "between_s",
         "delivered",
+        "empty",
         "epoch",
         "executor",
         "first_batch_s",
@@ -104,6 +106,7 @@ class EpochRecorder:
         "leading",
         "pairs",
         "sample_at",
+        "skipped",
         "stages",
         "start",
         "t_asked",
@@ -138,6 +141,8 @@ class EpochRecorder:
         self.between_s = self.wait_s = self.t_asked = 0.0
         self.between_n = self.wait_n = 0  # samples, each weighing ``weight`` batches
         self.first_batch_s: float | None = None
+        self.skipped: list[SkippedItem] = []  # on_error="skip": the items left out
+        self.empty = 0  # batches all of whose items were left out (not handed over)
         self.stages: dict[str, float] = dict.fromkeys(
             ("samples", *STAGES, "transport", "transport_samples"), 0.0
         )
@@ -198,7 +203,7 @@ class EpochRecorder:
 
     def counts(self) -> tuple[int, int]:
         """``(batches, items)`` delivered so far in this epoch."""
-        batches = max(self.delivered() - self.start, 0)
+        batches = max(self.delivered() - self.start - self.empty, 0)
         if self.batch_size is None:
             return batches, self.items
         items = batches * self.batch_size
@@ -243,6 +248,8 @@ class LoaderStats:
     """Batches delivered over all epochs of this loader."""
     total_items: int = 0
     """Items delivered over all epochs of this loader."""
+    skipped: tuple[SkippedItem, ...] = ()
+    """Items left out of their batches in this epoch by ``on_error="skip"``: index and error."""
 
     @property
     def items_per_s(self) -> float:
@@ -271,6 +278,9 @@ class LoaderStats:
         ]
         if self.autotune:
             lines.append(f"autotune: {self.autotune}")
+        if self.skipped:
+            lines.append(f"skipped: {len(self.skipped)} items (on_error='skip'), first: "
+                         f"index {self.skipped[0].index}: {self.skipped[0].error}")
         lines.append(f"verdict: {self.verdict}")
         return "\n".join(lines)
 
@@ -279,6 +289,8 @@ def regular_batch_size(options: Any) -> int | None:
     """The size of every batch but the last (None where sizes vary or batches come out of order:
     then every batch's items are counted, see NOTE [ Sampled bookkeeping ])."""
     if options.batch_sampler is not None or not options.in_order:
+        return None
+    if getattr(options, "on_error", "raise") == "skip":  # batches lose their failing items
         return None
     return options.batch_size or 1
 
@@ -382,4 +394,35 @@ class Profiler:
             ),
             total_batches=self._done_batches + batches,
             total_items=self._done_items + items,
+            skipped=tuple(rec.skipped),
         )
+
+
+NO_BATCH: Any = object()
+"""What :func:`unwrap_skipped` returns for a batch all of whose items were left out."""
+
+
+def unwrap_skipped(
+    rec: EpochRecorder, finish: Callable[[Any, int, int], Any] | None
+) -> Callable[[Any, int, int], Any]:
+    """The loader's per-batch step with ``on_error="skip"``: unwrap a
+    :class:`~minibatcher.work.Skipped` batch, list its items in the epoch's record (a
+    one-line warning at the epoch's first), then ``finish`` it; :data:`NO_BATCH` if empty."""
+
+    def unwrap(batch: Any, epoch: int, seq: int) -> Any:
+        if type(batch) is Skipped:
+            if not rec.skipped:
+                first = batch.items[0]
+                warnings.warn(
+                    f"epoch {epoch}: skipping items that fail to load (on_error='skip'), first "
+                    f"index {first.index}: {first.error}; all of them in dl.stats.skipped",
+                    RuntimeWarning, stacklevel=4,
+                )
+            rec.skipped.extend(batch.items)
+            batch = batch.batch
+            if batch is None:
+                rec.empty += 1
+                return NO_BATCH
+        return batch if finish is None else finish(batch, epoch, seq)
+
+    return unwrap

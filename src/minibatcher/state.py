@@ -304,6 +304,19 @@ def merge_ranks(
     return epoch, left
 
 
+def saved_seed(state: Any) -> int | None:
+    """The seed recorded in ``state`` (or in the first of a list of states), None if absent.
+
+    Read before the state is checked, so that a loader built with ``seed=None`` can adopt it.
+    """
+    first = state[0] if isinstance(state, (list, tuple)) and state else state
+    config = first.get(CONFIG_KEY) if isinstance(first, Mapping) else None
+    seed = config.get("seed") if isinstance(config, Mapping) else None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        return None
+    return int(seed)
+
+
 def resume_point(
     state: Any,
     config: Mapping[str, Any],
@@ -335,7 +348,12 @@ def resume_point(
     check_config(ckpt.config, config)
     check_rank(ckpt, spec, uneven)
     resume = Progress(ckpt.epoch, ckpt.next_batch, ckpt.above, ckpt.domain, source=ckpt.source)
-    check_position(resume, plan_length(resume))
+    length = plan_length(resume)
+    check_position(resume, length)
+    if length is not None and resume.next_batch == length and length > 0:
+        # Every batch of the epoch was delivered (a state taken at its last batch): the next
+        # iter() is the next epoch, never an empty rest of this one.
+        return Progress(ckpt.epoch + 1)
     return resume
 
 

@@ -12,6 +12,7 @@ fetches them) or the items themselves for streams (read by the main process).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,11 +36,46 @@ STAGES = ("fetch", "transform", "collate")
 """The stages :meth:`BatchWork.take_timings` reports, besides ``"samples"``."""
 
 
+ON_ERROR = ("raise", "skip")
+"""What ``on_error=`` accepts: an item that fails to load (fetch or per-item transform) raises,
+naming its index (and file), or is left out of its batch."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedItem:
+    """An item left out of its batch by ``on_error="skip"`` (listed in ``dl.stats.skipped``)."""
+
+    index: int
+    """The item's index in the data (for a stream: its position)."""
+    error: str
+    """The error it raised, and the file where the data knows it (``describe_item``)."""
+
+
+class Skipped:
+    """A batch some of whose items failed with ``on_error="skip"``: the batch of the others
+    (``None`` when none is left) and the items left out. It travels from any worker to the
+    main process like a batch; the loader unwraps it, counts and reports the items."""
+
+    __slots__ = ("batch", "items")
+
+    def __init__(self, batch: Any, items: tuple[SkippedItem, ...]) -> None:
+        self.batch = batch
+        self.items = items
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Skipped, (self.batch, self.items))
+
+
 class BatchWork:
     """Fetch, transform and collate one batch: ``work(task, allocate=None) -> batch``.
 
     ``allocate`` (optional) gives the memory that stacked arrays are written into; process
     workers pass a shared-memory allocator so a batch is written once, where it is read.
+    With ``on_error="skip"``, a batch with items that fail to fetch or transform comes back as
+    a :class:`Skipped` holding the batch of the other items.
+
+    A source's data may name where an item lives, for error messages:
+    ``data.describe_item(index) -> str`` (a file path, a shard and member...).
     """
 
     def __init__(
@@ -52,8 +88,10 @@ class BatchWork:
         batched: bool = True,
         batch_transform: Callable[..., Any] | None = None,
         output: str = "auto",
+        on_error: str = "raise",
     ) -> None:
         self.source = source
+        self.on_error = on_error
         self.seed = seed
         self.transform = transform
         self.collate_fn = collate if collate_fn is None else collate_fn
@@ -129,6 +167,8 @@ class BatchWork:
                 batch = self.collate_fn(items)
             return self._finish(batch, epoch, seq)
         except Exception as e:
+            if self.on_error == "skip":
+                return self._skipping(task, allocate)
             _add_note(e, self._describe_failure(task))
             raise
 
@@ -170,6 +210,8 @@ class BatchWork:
             self._record(t1 - t0, (t2 - t1) + (clock() - t3), t3 - t2, weight)
             return batch
         except Exception as e:
+            if self.on_error == "skip":
+                return self._skipping(task, allocate)
             _add_note(e, self._describe_failure(task))
             raise
 
@@ -213,14 +255,76 @@ class BatchWork:
             return fn(batch, rng=batch_rng(self.seed, epoch, seq))
         return fn(batch)
 
+    def _skipping(self, task: Task, allocate: Allocator | None) -> Skipped:
+        """The batch of ``task`` without its failing items (``on_error="skip"``): each item is
+        loaded on its own to find them, then the others are collated. A failure that is no
+        single item's (in collate or the batch transform) still raises."""
+        epoch, seq, keys, items = task
+        good: list[int] = []
+        loaded: list[Any] = []
+        left_out: list[SkippedItem] = []
+        for position, key in enumerate(keys.tolist()):
+            one_key = keys[position : position + 1]
+            try:
+                if self.fast_path:
+                    self.source.fetch_batch(one_key, None)  # type: ignore[union-attr]
+                    one = None
+                elif items is not None:
+                    one = [items[position]]
+                else:
+                    one = self.source.fetch_items(one_key)  # type: ignore[union-attr]
+                if one is not None and self.transform is not None:
+                    one = self._transform_items(one, one_key, epoch)
+            except Exception as e:
+                left_out.append(SkippedItem(int(key), self._item_error(e, int(key))))
+                continue
+            good.append(position)
+            if one is not None:
+                loaded.append(one[0])
+        try:
+            if not good:
+                return Skipped(None, tuple(left_out))
+            if self.fast_path:
+                batch = self.source.fetch_batch(keys[good], allocate)  # type: ignore[union-attr]
+            elif not self.batched:
+                batch = loaded[0]
+            elif self._accepts_allocator:
+                batch = self.collate_fn(loaded, allocate)  # type: ignore[call-arg]
+            else:
+                batch = self.collate_fn(loaded)
+            return Skipped(self._finish(batch, epoch, seq), tuple(left_out))
+        except Exception as e:
+            _add_note(e, self._describe_failure(task))
+            raise
+
+    def _item_error(self, error: Exception, key: int) -> str:
+        where = self._where(key)
+        message = f"{type(error).__name__}: {error}"
+        return message if where is None else f"{message} ({where})"
+
+    def _where(self, key: int) -> str | None:
+        """Where the data says item ``key`` lives (its ``describe_item``), if it says."""
+        describe = getattr(getattr(self.source, "data", None), "describe_item", None)
+        if not callable(describe):
+            return None
+        try:
+            return str(describe(key))
+        except Exception:
+            return None
+
     def _describe_failure(self, task: Task) -> str:
         epoch, seq, keys, items = task
         where = "stream position" if items is not None else "index"
         culprit = self._find_failing_key(task)
         shown = keys[:16].tolist()
         more = "..." if len(keys) > 16 else ""
-        head = f"while loading batch {seq} of epoch {epoch} ({where}s {shown}{more})"
-        return head if culprit is None else f"{head}: the item at {where} {culprit} failed"
+        plural = "stream positions" if items is not None else "indices"
+        head = f"while loading batch {seq} of epoch {epoch} ({plural} {shown}{more})"
+        if culprit is None:
+            return head
+        place = self._where(culprit) if items is None else None
+        found = f"{head}: the item at {where} {culprit} failed"
+        return found if place is None else f"{found} ({place})"
 
     def _find_failing_key(self, task: Task) -> int | None:
         """Re-run the items one at a time to name the one that fails (only on the error path)."""

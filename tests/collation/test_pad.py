@@ -73,3 +73,49 @@ def test_bad_side_is_refused() -> None:
 def test_empty_items_are_refused() -> None:
     with pytest.raises(ValueError, match="empty list"):
         pad_collate([])
+
+
+def test_pads_torch_tensors_into_a_tensor() -> None:
+    """Tensors of different lengths used to raise an error telling the user to use pad_collate."""
+    torch = pytest.importorskip("torch")
+    out = pad_collate([torch.tensor([1, 2, 3]), torch.tensor([4])])
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.int64
+    assert out.tolist() == [[1, 2, 3], [4, 0, 0]]
+    padded, lengths = pad_collate(pad_value=-1.0, side="left", return_lengths=True)(
+        [torch.ones(2, 2), torch.ones(1, 3)]
+    )
+    assert padded.shape == (2, 2, 3) and padded[1, 0].tolist() == [-1, -1, -1]
+    assert isinstance(lengths, torch.Tensor) and lengths.tolist() == [2, 1]
+    with DataLoader(
+        [torch.arange(i + 1) for i in range(6)], batch_size=3, collate_fn=pad_collate,
+        num_workers=2,
+    ) as dl:
+        assert [b.shape for b in dl] == [(3, 3), (3, 6)]
+
+
+def test_dict_rows_with_input_ids_get_an_attention_mask() -> None:
+    """As HF's collators do: 1 for tokens, 0 for padding; attention_mask and token_type_ids
+    are padded with 0 whatever pad_value."""
+    torch = pytest.importorskip("torch")
+    rows = [{"input_ids": torch.tensor([5, 6, 7]), "label": 1}, {"input_ids": torch.tensor([8]), "label": 0}]
+    batch = pad_collate(rows)
+    assert list(batch) == ["input_ids", "label", "attention_mask"]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert isinstance(batch["attention_mask"], torch.Tensor)
+    rows = [
+        {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "token_type_ids": [1, 1, 1]},
+        {"input_ids": [8], "attention_mask": [1], "token_type_ids": [1]},
+    ]
+    batch = pad_collate(pad_value=-1, side="left")(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [-1, -1, 8]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert batch["token_type_ids"].tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("pad_value", [float("nan"), 0.5])
+def test_a_pad_value_ints_cannot_hold_is_refused(pad_value: float) -> None:
+    from minibatcher import CollateError
+
+    with pytest.raises(CollateError, match="pad_value=.* does not fit its int64 items"):
+        pad_collate(pad_value=pad_value)([np.array([1, 2]), np.array([3])])
+    assert np.isnan(pad_collate(pad_value=float("nan"))([np.ones(2), np.ones(1)])[1, 1])

@@ -81,6 +81,40 @@ def second_job(rank: int, world: int, store: str, out: str, states_file: str) ->
         dist.destroy_process_group()
 
 
+def default_job(rank: int, world: int, store: str, out: str) -> None:
+    """World 2, loaders built without shard= (the default, "detect") and without seed=, each
+    rank's global torch generator seeded differently: each rank gets a disjoint share with rank
+    0's seed. shard=None opts out: every rank reads everything."""
+    import torch
+
+    torch.manual_seed(100 + rank)
+    early = DataLoader(range(N), batch_size=BATCH, shuffle=True)  # before the group exists
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        dl = DataLoader(range(N), batch_size=BATCH, shuffle=True)
+        result: dict[str, Any] = {
+            "early_len": _gather(len(early)),
+            "early": _gather(_flat(early)),
+            "early_seed": _gather(early.seed),
+            "seeds": _gather(dl.seed),
+            "lens": _gather(len(dl)),
+            "epoch0": _gather(_flat(dl)),
+            "epoch1": _gather(_flat(dl)),
+            "opt_out": _gather(_flat(DataLoader(range(N), batch_size=BATCH, shard=None))),
+            "distributed_sampler": _gather(_flat(DataLoader(
+                range(N), batch_size=BATCH,
+                sampler=torch.utils.data.DistributedSampler(range(N), shuffle=False),
+            ))),
+        }
+        with DataLoader(range(N), batch_size=BATCH, shuffle=True, seed=3, num_workers=2) as dl:
+            result["workers"] = _gather(_flat(dl))
+        if rank == 0:
+            with open(out, "w") as f:
+                json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
 def _gather(value: Any) -> list[Any]:
     box: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(box, value)

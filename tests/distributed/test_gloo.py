@@ -69,3 +69,24 @@ def test_sharding_seed_broadcast_and_elastic_resume(tmp_path: Path) -> None:
     assert max(total.values()) <= 2
     following = Counter(x for r in second["next_epoch"] for x in r)
     assert set(following) == set(range(n))  # the next epoch: the new world's ordinary split
+
+
+def test_inside_a_process_group_the_default_shards(tmp_path: Path) -> None:
+    """No shard= and no seed=: disjoint shares (not world-size times the data), one seed."""
+    n = gloo_ranks.N
+    got = spawn(gloo_ranks.default_job, 2, tmp_path)
+    assert len(set(got["seeds"])) == 1
+    share = (n + 1) // 2
+    assert got["lens"] == [(share + gloo_ranks.BATCH - 1) // gloo_ranks.BATCH] * 2
+    assert got["early_len"] == got["lens"]  # built before init_process_group: joins the job
+    assert len(set(got["early_seed"])) == 1
+    for key in ("epoch0", "epoch1", "workers", "early"):
+        ranks = got[key]
+        assert len(ranks[0]) == len(ranks[1]) == share  # "pad": equal shares
+        assert set(ranks[0]) | set(ranks[1]) == set(range(n))
+        assert len(set(ranks[0]) & set(ranks[1])) <= 1  # at most the one padding repeat
+    assert got["epoch0"] != got["epoch1"]
+    assert got["opt_out"] == [list(range(n))] * 2
+    ds_shares = got["distributed_sampler"]  # already split by the sampler: not split again
+    assert [len(r) for r in ds_shares] == [share, share]
+    assert set(ds_shares[0]) | set(ds_shares[1]) == set(range(n))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,3 +118,22 @@ def test_batch_sampler_index_out_of_range_names_the_index() -> None:
     dl = DataLoader(np.arange(5), batch_sampler=[[0, 1], [2, 12]])
     with pytest.raises(IndexError, match="index 12, out of range for data of length 5"):
         list(dl)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "error", "says"),
+    [
+        ([0, 1.7], TypeError, "yielded 1.7 (a float)"),
+        ([0, "2"], TypeError, "yielded '2' (a str)"),
+        ([2**70], IndexError, f"index {2**70}, beyond the int64 range"),
+        ([np.uint64(2**63 + 1)], IndexError, "beyond the int64 range"),
+    ],
+)
+def test_a_sampler_yielding_a_non_int_is_refused_naming_it(
+    sampler: list[Any], error: type[Exception], says: str
+) -> None:
+    """``1.7`` used to read item 1 silently; ints beyond int64 gave a confusing message."""
+    with pytest.raises(error, match=re.escape(says)):
+        list(DataLoader(range(5), sampler=sampler))
+    with pytest.raises(error, match=re.escape(says)):
+        list(DataLoader(range(5), batch_sampler=[sampler]))

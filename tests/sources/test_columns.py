@@ -123,11 +123,11 @@ def test_dataframe_mixed_matches_row_path() -> None:
     assert sorted(v for b in fast for v in b["s"]) == sorted(frame["s"])
 
 
-def test_dataframe_column_names_become_strings() -> None:
+def test_dataframe_column_names_are_kept() -> None:
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({0: [1, 2], 1: [3, 4]})
+    frame = pd.DataFrame({0: [1, 2], "b": [3, 4]})
     (batch,) = batches(frame, batch_size=2)
-    assert set(batch) == {"0", "1"}
+    assert list(batch) == [0, "b"]
 
 
 def test_pandas_series_is_an_array() -> None:
@@ -160,3 +160,27 @@ def test_arrow_table_with_nulls() -> None:
     rows = batches(table, batch_size=3, transform=identity)
     assert rows[0]["s"] == batch["s"]
     np.testing.assert_array_equal(rows[0]["i"], batch["i"])
+
+
+def test_int_column_labels_are_kept() -> None:
+    """A dict of columns or a DataFrame with int labels (``pd.DataFrame(ndarray)``) gives batch
+    keys 0, 1, as collating its rows would, not "0", "1"."""
+    import pandas as pd
+
+
+    batch = next(iter(DataLoader({0: [1, 2, 3], "b": [4, 5, 6]}, batch_size=2)))
+    assert list(batch) == [0, "b"]
+    frame = pd.DataFrame(np.arange(6).reshape(3, 2))
+    batch = next(iter(DataLoader(frame, batch_size=2)))
+    assert list(batch) == [0, 1]
+    assert batch[1].tolist() == [1, 3]
+
+
+def test_a_series_is_read_by_position() -> None:
+    """A filtered Series keeps its labels (here 1, 2, 3): items are read by position."""
+    import pandas as pd
+
+
+    series = pd.Series([10, 20, 30, 40])
+    series = series[series > 15]
+    assert [b.tolist() for b in DataLoader(series, batch_size=2)] == [[20, 30], [40]]

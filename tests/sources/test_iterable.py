@@ -128,3 +128,18 @@ def test_rng_transform_on_a_stream_is_keyed_by_stream_position() -> None:
         return {int(v): float(v) for b in dl for v in b}
 
     assert run(shuffle=False) == run(shuffle=True)
+
+
+def test_a_torch_iterable_dataset_with_len_is_iterated() -> None:
+    """torch's IterableDataset inherits a __getitem__ that raises NotImplementedError: one that
+    defines __len__ too must still be read as a stream, as torch reads it."""
+    import torch
+
+    class Counting(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+        def __iter__(self) -> Iterator[int]:
+            return iter(range(5))
+
+        def __len__(self) -> int:
+            return 5
+
+    assert [b.tolist() for b in DataLoader(Counting(), batch_size=2)] == [[0, 1], [2, 3], [4]]

@@ -3,6 +3,8 @@ or the same batches each exactly once (in_order=False); whatever the kind of wor
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 import threading
 
 import numpy as np
@@ -115,18 +117,25 @@ def test_every_start_method_works(method: str) -> None:
     assert got == expected
 
 
-def test_default_start_method_avoids_fork_when_threads_run() -> None:
-    """fork with no other thread alive; forkserver (or spawn) once another thread runs."""
+def test_default_start_method_is_fork_on_linux_even_with_threads_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As torch: fork whatever threads run (a notebook kernel's, tqdm's); a process-wide
+    start method set by the program wins; an explicit mp_context wins over both."""
+    monkeypatch.setattr(multiprocessing.context._default_context, "_actual_context", None)
     assert choose_start_method("spawn") == "spawn"
-    assert choose_start_method(None) == "fork"
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        assert choose_start_method(None) in ("forkserver", "spawn")
+        assert choose_start_method(None) == ("fork" if sys.platform.startswith("linux") else
+                                             multiprocessing.get_start_method())
     finally:
         stop.set()
         thread.join()
+    multiprocessing.set_start_method("forkserver", force=True)
+    assert choose_start_method(None) == "forkserver"
+    assert choose_start_method("spawn") == "spawn"
 
 
 @pytest.mark.parametrize("worker_type", ["process", "thread"])

@@ -203,3 +203,28 @@ def test_every_array_round_trips_through_a_slot(array: np.ndarray) -> None:
         del back, got, raw
     finally:
         pool.close()
+
+
+def test_a_compacted_list_mutated_between_epochs_is_read_as_it_is_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Non-persistent process workers see each epoch the list as it is at ``iter()``, as with
+    num_workers=0 (the compact copy used to be made once per loader and served stale)."""
+    from minibatcher.sources import compact as compact_module
+
+    monkeypatch.setattr(compact_module, "COMPACT_MIN_ITEMS", 50)
+    data: list[object] = [(i, f"s{i}") for i in range(100)]
+    inline = DataLoader(data, batch_size=10, shuffle=True, seed=1, collate_fn=list)
+    dl = DataLoader(data, batch_size=10, shuffle=True, seed=1, num_workers=2, collate_fn=list)
+
+    def epoch(loader: DataLoader) -> list[object]:
+        return [str(a) for b in loader for a in b]
+
+    assert epoch(dl) == epoch(inline)
+    data[5] = {"replaced": -5}
+    data[99] = "replaced"
+    got = epoch(dl)
+    assert got == epoch(inline)
+    assert "replaced" in got
+    data[:] = [str(-i) for i in range(100)]
+    assert epoch(dl) == epoch(inline)

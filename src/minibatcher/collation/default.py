@@ -172,26 +172,42 @@ class Collator:
             ) from e
 
     def _arrays(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        # NOTE [ Stacking into given memory ]: ``allocate`` (a worker's shared-memory slot) may
+        # only change *where* the batch is written, never what it is. So it is used only when
+        # the result is certain to be exactly ``np.stack(items)``'s: every item an ndarray of the
+        # first item's native-byte-order dtype. Anything else (mixed dtypes that NumPy promotes,
+        # big-endian items that NumPy returns in native order, lists among the arrays) is
+        # stacked as without a slot, and the worker copies it into the slot when sending it.
         first = items[0]
         try:
-            if allocate is None:
+            if allocate is None or not _uniform_arrays(items):
                 return np.stack(items)
             out = allocate((len(items), *first.shape), first.dtype)
             return np.stack(items, out=out)
         except (ValueError, TypeError) as e:
-            raise self._shape_error(items, path) from e
+            raise self._stack_error(items, path, e) from e
 
     def _tensors(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
         torch = sys.modules["torch"]
         first = items[0]
         try:
-            if allocate is None or first.dtype == torch.bfloat16:
+            dtype = _slot_dtype(torch, items) if allocate is not None else None
+            if dtype is None:  # see NOTE [ Stacking into given memory ]
                 return torch.stack(items)
-            dtype = torch.empty((), dtype=first.dtype).numpy().dtype
             out = torch.from_numpy(allocate((len(items), *first.shape), dtype))
             return torch.stack(items, out=out)
         except (RuntimeError, TypeError) as e:
-            raise self._shape_error(items, path) from e
+            raise self._stack_error(items, path, e) from e
+
+    def _stack_error(self, items: Sequence[Any], path: Path, error: Exception) -> CollateError:
+        """The error for items that do not stack: their shapes when they differ, else the cause."""
+        shapes = {tuple(getattr(x, "shape", ())) for x in items}
+        if len(shapes) > 1:
+            return self._shape_error(items, path)
+        return CollateError(
+            f"cannot collate {format_path(path)}: items of types {_types(items)} and shape "
+            f"{shapes.pop()} do not stack ({type(error).__name__}: {error})"
+        )
 
     def _shape_error(self, items: Sequence[Any], path: Path) -> CollateError:
         shapes = [tuple(getattr(x, "shape", ())) for x in items]
@@ -251,6 +267,33 @@ class Collator:
             for name in fields
         }
         return kind(**values)
+
+
+def _uniform_arrays(items: Sequence[Any]) -> bool:
+    """Whether every item is an ndarray of the first one's dtype, in native byte order."""
+    dtype = items[0].dtype
+    return dtype.isnative and all(type(x) is np.ndarray and x.dtype == dtype for x in items)
+
+
+def _slot_dtype(torch: Any, items: Sequence[Any]) -> Any:
+    """The NumPy dtype to stack tensors into given memory with, or None where ``torch.stack``
+    must allocate itself: mixed dtypes (promoted), autograd (``out=`` refuses it), other
+    devices or layouts, dtypes NumPy lacks (bfloat16, float8, ...)."""
+    first = items[0]
+    dtype = first.dtype
+    for x in items:
+        if (
+            type(x) is not torch.Tensor
+            or x.dtype != dtype
+            or x.requires_grad
+            or x.device.type != "cpu"
+            or x.layout is not torch.strided
+        ):
+            return None
+    try:
+        return torch.empty((), dtype=dtype).numpy().dtype
+    except (TypeError, RuntimeError):
+        return None
 
 
 def _is_tensor(obj: Any) -> bool:

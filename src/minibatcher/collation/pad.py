@@ -1,21 +1,32 @@
 """Pad-to-longest collation for variable-length items (token sequences, audio, point clouds).
 
-Works like the default collate, except that arrays (and lists of numbers) whose shapes differ
-are padded with ``pad_value`` to the largest size along every axis, on the ``side`` chosen.
-With ``return_lengths=True`` each padded field becomes ``(padded, lengths)``, where ``lengths``
-holds each item's original size along the first axis (an int64 array).
+Works like the default collate, except that arrays, torch tensors (and lists of numbers) whose
+shapes differ are padded with ``pad_value`` to the largest size along every axis, on the
+``side`` chosen; tensors stay tensors. With ``return_lengths=True`` each padded field becomes
+``(padded, lengths)``, where ``lengths`` holds each item's original size along the first axis
+(an int64 array, or tensor for tensors).
+
+Dict rows with an ``input_ids`` field (tokenizer output, HF datasets) get an ``attention_mask``
+(1 for tokens, 0 for padding, int64, on the padded side) unless they have one; as in HF's
+collators, ``attention_mask`` and ``token_type_ids`` are padded with 0 whatever ``pad_value``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from .._typing import Allocator
+from ..errors import CollateError
 from .default import Collator, Path, format_path
+
+ZERO_PADDED = ("attention_mask", "token_type_ids")
+"""Dict fields padded with 0 whatever ``pad_value`` (as HF's collators pad them)."""
 
 Side = Literal["right", "left"]
 
@@ -52,6 +63,7 @@ class PadCollator(Collator):
         lengths = np.array([a.shape[0] if a.ndim else 1 for a in arrays], dtype=np.int64)
         shape = tuple(np.max([a.shape for a in arrays], axis=0)) if arrays[0].ndim else ()
         dtype = np.result_type(*arrays)
+        self._check_pad_value(dtype.kind, dtype, path)
         if allocate is None:
             out = np.empty((len(arrays), *shape), dtype)
         else:
@@ -63,6 +75,80 @@ class PadCollator(Collator):
             else:
                 row[tuple(slice(m - n, m) for n, m in zip(a.shape, shape, strict=True))] = a
         return (out, lengths) if self.return_lengths else out
+
+
+    def _check_pad_value(self, kind: str, dtype: Any, path: Path) -> None:
+        """Refuse a ``pad_value`` that the items' dtype cannot hold (NaN or 0.5 in ints)."""
+        value = self.pad_value
+        if kind in "iub" and isinstance(value, float) and not (
+            math.isfinite(value) and value == int(value)
+        ):
+            raise CollateError(
+                f"cannot pad {format_path(path)}: pad_value={value!r} does not fit its "
+                f"{dtype} items; pass an int pad_value, or make the items floats"
+            )
+
+    def _tensors(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        torch = sys.modules["torch"]
+        shapes = {tuple(x.shape) for x in items}
+        if len(shapes) == 1 and not self.return_lengths:
+            return super()._tensors(items, path, allocate)
+        if len({len(shape) for shape in shapes}) != 1:
+            raise self._shape_error(items, path)
+        dtype = functools.reduce(torch.promote_types, [x.dtype for x in items])
+        kind = "f" if dtype.is_floating_point or dtype.is_complex else "i"
+        self._check_pad_value(kind, dtype, path)
+        shape = tuple(max(sizes) for sizes in zip(*shapes, strict=True))
+        out = torch.full((len(items), *shape), self.pad_value, dtype=dtype)
+        for row, x in zip(out, items, strict=True):
+            if self.side == "right":
+                row[tuple(slice(0, n) for n in x.shape)] = x
+            else:
+                row[tuple(slice(m - n, m) for n, m in zip(x.shape, shape, strict=True))] = x
+        if not self.return_lengths:
+            return out
+        lengths = torch.tensor([x.shape[0] if x.dim() else 1 for x in items], dtype=torch.int64)
+        return out, lengths
+
+    def _mappings(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
+        zero = [k for k in ZERO_PADDED if k in items[0]]
+        if self.pad_value == 0 or not zero:
+            out = super()._mappings(items, path, allocate)
+        else:  # the zero-padded fields apart, so that pad_value does not reach them
+            rest = [{k: v for k, v in item.items() if k not in zero} for item in items]
+            out = super()._mappings(rest, path, allocate)
+            for key in zero:
+                column = [item[key] for item in items]
+                out[key] = _pad_collator(0, self.side, self.return_lengths).collate(
+                    column, (*path, key), allocate
+                )
+            out = {k: out[k] for k in items[0]}  # the rows' key order
+            if type(items[0]) is not dict:
+                try:
+                    out = type(items[0])(out)
+                except TypeError:
+                    pass
+        if "input_ids" in items[0] and "attention_mask" not in items[0]:
+            out["attention_mask"] = _attention_mask(items, self.side)
+        return out
+
+
+def _attention_mask(items: Sequence[Any], side: Side) -> Any:
+    """1 for each row's tokens, 0 for its padding: int64, shaped like the padded ``input_ids``
+    (rows x longest), a tensor when the ids are tensors."""
+    ids = [item["input_ids"] for item in items]
+    lengths = [len(x) for x in ids]
+    longest = max(lengths, default=0)
+    mask = np.zeros((len(ids), longest), dtype=np.int64)
+    for row, n in zip(mask, lengths, strict=True):
+        if side == "right":
+            row[:n] = 1
+        else:
+            row[longest - n :] = 1
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(ids[0], torch.Tensor):
+        return torch.from_numpy(mask)
+    return mask
 
 
 @functools.lru_cache(maxsize=32)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .base import ArrayOrder, RangeOrder, Sampler
 from .batch import BatchSampler, EpochPlan, IterablePlan, SlicedPlan, batch_count
+from .bucket import BucketBatchSampler
+from .groups import ShardShuffleSampler
 from .order import RandomSampler, SequentialSampler, SubsetRandomSampler, SubsetSampler
 from .permutation import LazyPermutation
 from .shard import ShardedOrder, ShardSpec
@@ -17,6 +19,7 @@ from .weighted import WeightedRandomSampler
 __all__ = [
     "ArrayOrder",
     "BatchSampler",
+    "BucketBatchSampler",
     "EpochPlan",
     "IterablePlan",
     "LazyPermutation",
@@ -24,6 +27,7 @@ __all__ = [
     "RangeOrder",
     "Sampler",
     "SequentialSampler",
+    "ShardShuffleSampler",
     "ShardSpec",
     "ShardedOrder",
     "SlicedPlan",

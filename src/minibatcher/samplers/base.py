@@ -67,7 +67,7 @@ class Sampler(abc.ABC):
     def __init__(self, seed: int | None = None) -> None:
         self.seed = None if seed is None else check_seed(seed)
         self._epoch = 0
-        self._own_seed = draw_seed() if seed is None else self.seed
+        self._own_seed = self.seed  # drawn at the first direct iteration if None (see __iter__)
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
@@ -86,6 +86,10 @@ class Sampler(abc.ABC):
         self._epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
+        if self.seed is None and self._own_seed is None:
+            # Drawn only when iterated directly: inside a loader the loader's seed is used, and
+            # building a sampler must not advance the user's global generator.
+            self._own_seed = draw_seed()
         seed = self._own_seed if self.seed is None else self.seed
         assert seed is not None
         order = self.order(seed, self._epoch)

@@ -105,13 +105,31 @@ class IterablePlan(EpochPlan):
     def batches(self, start: int = 0) -> Iterator[IndexArray]:
         n = self._data_length
         for batch in itertools.islice(self._batches, start, None):
-            array = np.asarray(batch, dtype=np.int64).reshape(-1)
+            array = _index_batch(batch)
             if array.size and (array.min() < 0 or array.max() >= n):
                 bad = int(array[(array < 0) | (array >= n)][0])
                 raise IndexError(
                     f"the sampler yielded index {bad}, out of range for data of length {n}"
                 )
             yield array
+
+
+def _index_batch(batch: Any) -> IndexArray:
+    """``batch`` (a list of indices from the user's sampler) as int64, refusing what is not an
+    int (``1.7`` would otherwise read item 1, silently) or does not fit in int64."""
+    raw = np.asarray(batch)
+    if raw.dtype.kind in "iu" or raw.size == 0:
+        if raw.dtype.kind == "u" and raw.size and raw.max() > np.iinfo(np.int64).max:
+            raise IndexError(f"the sampler yielded index {int(raw.max())}, beyond the int64 range")
+        return raw.astype(np.int64, copy=False).reshape(-1)
+    values = list(batch) if isinstance(batch, (list, tuple)) else raw.reshape(-1).tolist()
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(
+                f"the sampler yielded {value!r} (a {type(value).__name__}): indices must be ints"
+            )
+    big = max(values, key=abs)
+    raise IndexError(f"the sampler yielded index {big}, beyond the int64 range")
 
 
 def chunked(indices: Iterable[int], batch_size: int, drop_last: bool) -> Iterator[list[int]]:

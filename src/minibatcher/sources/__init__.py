@@ -15,12 +15,26 @@ import numpy as np
 
 from .base import IndexedSource
 from .columns import ColumnsSource, arrow_columns, dataframe_columns
+from .images import ImageFolder
 from .iterable import StreamSource, shuffle_buffer
+from .parquet import ParquetSource
 from .sequence import ArraySource, RangeSource, SequenceSource, TensorSource
+from .tar import TarShards
+from .tokens import TokenWindows
 
 Source = IndexedSource | StreamSource
 
-__all__ = ["IndexedSource", "Source", "StreamSource", "as_source", "shuffle_buffer"]
+__all__ = [
+    "ImageFolder",
+    "IndexedSource",
+    "ParquetSource",
+    "Source",
+    "StreamSource",
+    "TarShards",
+    "TokenWindows",
+    "as_source",
+    "shuffle_buffer",
+]
 
 
 def as_source(data: Any) -> Source:
@@ -40,11 +54,17 @@ def as_source(data: Any) -> Source:
         tensor_dataset = getattr(getattr(torch.utils, "data", None), "TensorDataset", None)
         if tensor_dataset is not None and type(data) is tensor_dataset:
             return TensorSource(data, tensors=tuple(data.tensors))
+        iterable_dataset = getattr(getattr(torch.utils, "data", None), "IterableDataset", None)
+        if iterable_dataset is not None and isinstance(data, iterable_dataset):
+            return StreamSource(data)  # iterated even if it defines __len__ (as torch does)
     module = type(data).__module__.split(".")[0]
-    if module == "pandas" and hasattr(data, "columns") and hasattr(data, "iloc"):
-        if type(data).__name__ == "Series":
+    if module == "pandas" and hasattr(data, "iloc"):
+        if hasattr(data, "columns"):
+            return ColumnsSource(data, dataframe_columns(data))
+        if hasattr(data, "to_numpy"):  # a Series: read by position, like a DataFrame's rows
             return ArraySource(data.to_numpy())
-        return ColumnsSource(data, dataframe_columns(data))
+    if module == "pyarrow" and type(data).__name__ in ("ParquetFile", "FileSystemDataset"):
+        return ParquetSource(data)  # files on disk: indexed by their row groups
     if module == "pyarrow" and hasattr(data, "column_names"):
         return ColumnsSource(data, arrow_columns(data))
     if isinstance(data, Mapping):
@@ -55,7 +75,8 @@ def as_source(data: Any) -> Source:
         return StreamSource(data)
     raise TypeError(
         "data must be a collection: a sequence or map-style dataset (len and __getitem__), an "
-        f"array, a dict of columns, a DataFrame, an Arrow table or an iterable; got {type(data)!r}"
+        "array, a dict of columns, a DataFrame, an Arrow table, a Parquet file or dataset or an "
+        f"iterable; got {type(data)!r}"
     )
 
 
@@ -69,4 +90,4 @@ def _mapping_source(data: Mapping[Any, Any]) -> Source:
             f"column {bad[0]!r} is a {type(data[bad[0]]).__name__}, not a sequence or array; "
             "for a map-style dataset keyed by index, pass an object with __len__ and __getitem__"
         )
-    return ColumnsSource(data, {str(k): v for k, v in data.items()})
+    return ColumnsSource(data, dict(data))  # labels kept as they are (ints stay ints)

@@ -24,7 +24,7 @@ _PLAIN_LEAVES = (str, bytes, type(None))
 class ColumnsSource(IndexedSource):
     """Equal-length named columns (NumPy arrays, torch tensors or lists)."""
 
-    def __init__(self, data: Any, columns: Mapping[str, Any]) -> None:
+    def __init__(self, data: Any, columns: Mapping[Any, Any]) -> None:
         super().__init__(data)
         self.columns = {name: _normalise(col) for name, col in columns.items()}
         lengths = {name: len(col) for name, col in self.columns.items()}
@@ -89,13 +89,13 @@ def _is_tensor(obj: Any) -> bool:
     return torch is not None and isinstance(obj, torch.Tensor)
 
 
-def dataframe_columns(frame: Any) -> dict[str, Any]:
+def dataframe_columns(frame: Any) -> dict[Any, Any]:
     """The columns of a pandas DataFrame: NumPy arrays, or lists for object and text columns.
 
     In text and object columns a missing value (pandas' NaN or None) becomes None, as Arrow's
     nulls do, so a text column with gaps batches into a list of str and None.
     """
-    columns: dict[str, Any] = {}
+    columns: dict[Any, Any] = {}  # labels kept as they are: pd.DataFrame(array) has 0, 1, ...
     for name in frame.columns:
         series = frame[name]
         array = series.to_numpy()
@@ -103,9 +103,9 @@ def dataframe_columns(frame: Any) -> dict[str, Any]:
             values = array.tolist()
             for i in np.flatnonzero(series.isna().to_numpy()).tolist():
                 values[i] = None
-            columns[str(name)] = values
+            columns[name] = values
         else:
-            columns[str(name)] = array
+            columns[name] = array
     return columns
 
 

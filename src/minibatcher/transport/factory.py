@@ -3,13 +3,20 @@
 The loader calls :func:`make_executor` once per epoch (or once, with persistent workers) and never
 looks at the kind of worker again: every executor has the same ``run``/``close`` contract.
 
-Start method (``mp_context=None``): ``"fork"`` where it exists and the calling process has no
-other Python thread alive, else ``"forkserver"`` (else ``"spawn"``). Fork starts workers fastest
-and shares the dataset's memory, but a process forked while another thread holds a lock (in
-logging, an allocator, a C library) inherits that lock held forever and can deadlock; with
-threads around, forkserver forks workers from a clean single-threaded server instead (Python
-3.14 made it Linux's default for that reason). Every method works when chosen explicitly; with
-spawn and forkserver the work must be picklable, and a clear error says so when it is not.
+Start method (``mp_context=None``), as torch's DataLoader: a start method the program set for
+the whole process (``multiprocessing.set_start_method``), else ``"fork"`` on Linux (whatever
+other threads are alive: a notebook kernel's, tqdm's, a framework's), else the platform's
+default (``"spawn"`` on macOS and Windows). Fork starts workers in milliseconds, shares the
+dataset's memory (a memmap or DataFrame is not copied into each worker), and needs nothing to
+be picklable or importable, so classes and lambdas defined in a notebook or ``__main__`` work.
+Its real risks are handled in the worker (``worker_loop.py``): torch's intra-op thread pool,
+which a forked child cannot use after the parent has, is limited to one thread before any user
+code runs (as torch's workers do); JAX, which cannot run in a forked child once its threads
+started, is warned about once. A lock that another thread of the parent held at the fork stays
+held in the child: code that only the dataset calls is safe; pass ``mp_context="forkserver"``
+if a worker hangs in a library that the parent was using from another thread. Every method
+works when chosen explicitly; with spawn and forkserver the work must be picklable, and a
+worker that cannot unpickle or import it raises the real exception in the main process.
 
 Streams (iterables without ``len()``): the main process reads the items, cuts them into batches
 and ships each batch's items inside its task; workers transform and collate them. Each item is
@@ -30,46 +37,53 @@ import contextlib
 import copy
 import multiprocessing
 import sys
-import threading
-import weakref
 from typing import Any
 
-from ..sources.compact import compact_source
+from ..sources.compact import compact_source, refresh_source
 from .executor import Executor, InlineExecutor
 from .processes import ProcessExecutor
 from .threads import ThreadExecutor
-
-_compacted: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def choose_start_method(requested: str | None) -> str:
     """The start method to use: ``requested``, or the default described in the module doc."""
     if requested is not None:
         return requested
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and sys.platform != "darwin" and threading.active_count() == 1:
+    process_wide = multiprocessing.get_start_method(allow_none=True)
+    if process_wide is not None:
+        return process_wide
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
         return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
+    return multiprocessing.get_context().get_start_method()
+
+
+_UNCHANGED = object()
+"""Cached for work that process workers run as it is."""
 
 
 def process_work(work: Any) -> Any:
     """``work`` with a large list dataset stored compactly (see ``sources/compact.py``).
 
-    Cached per work object, so the conversion is paid once per loader, not once per epoch.
+    Cached on the work object itself (an attribute that is not pickled), so the conversion is
+    paid once per loader, not once per epoch, and is freed with the loader (a module-level
+    cache kept every loader's dataset alive); the cached copy is brought up to date with the
+    list on every call, i.e. before each epoch's workers start (NOTE [ Compact copies stay
+    current ] in ``sources/compact.py``).
     """
-    try:
-        return _compacted[work]
-    except (KeyError, TypeError):
-        pass
     source = getattr(work, "source", None)
+    cached = getattr(work, "_process_variant", None)
+    if cached is _UNCHANGED:
+        return work
+    if cached is not None and refresh_source(cached.source, source):
+        return cached
     compact = compact_source(source) if source is not None else None
     result = work
     if compact is not None:
         result = copy.copy(work)
         result.source = compact
         result.__setstate__(result.__getstate__())  # recompute derived fields (fast path)
-    with contextlib.suppress(TypeError):  # not weakly referenceable: not cached
-        _compacted[work] = result
+    with contextlib.suppress(AttributeError):  # no __dict__ (a user's object): not cached
+        work._process_variant = _UNCHANGED if result is work else result  # no cycle
     return result
 
 

@@ -56,6 +56,7 @@ import pickle
 import select
 import sys
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
@@ -82,6 +83,30 @@ CHUNK_MAX_BYTES = 16 * 1024
 """Batches whose pickled size is above this travel one per message."""
 
 _live: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
+
+
+_jax_warned = False
+
+
+def warn_if_jax_forked() -> None:
+    """Say once per process that forked workers must not use JAX, when JAX is imported.
+
+    JAX runs threads from its first use, and a forked child that calls JAX can deadlock. The
+    loader keeps JAX out of workers itself (``output="jax"`` converts in the main process);
+    only a dataset or transform that calls JAX is at risk.
+    """
+    global _jax_warned
+    if _jax_warned or "jax" not in sys.modules:
+        return
+    _jax_warned = True
+    warnings.warn(
+        "minibatcher forks its worker processes and JAX is imported in this process: JAX is "
+        "multithreaded and a forked worker that calls JAX can deadlock. Keep JAX out of the "
+        "dataset, transforms and collate_fn (output='jax' converts batches in the main "
+        "process), or pass mp_context='spawn' or worker_type='thread'. (Said once.)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 class ProcessExecutor(WorkerRuns):
@@ -135,6 +160,15 @@ class ProcessExecutor(WorkerRuns):
     def _start(self, epoch: int) -> None:
         ctx = multiprocessing.get_context(self.start_method)
         forked = self.start_method == "fork"
+        payload: Any = (self.work, self.dataset, self.worker_init_fn)
+        if forked:
+            warn_if_jax_forked()
+        else:  # pickled here, unpickled by the worker, which reports a failure (worker_loop.py)
+            try:
+                payload = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as e:
+                self.close()
+                raise self._start_error(e) from e
         for wid in range(self.num_workers):
             task_r, task_w = ctx.Pipe(duplex=False)
             result_r, result_w = ctx.Pipe(duplex=False)
@@ -143,12 +177,10 @@ class ProcessExecutor(WorkerRuns):
             inherited = [*self._main_side_fds(), task_w.fileno(), result_r.fileno()]
             inherited = inherited if forked else []
             parent = os.getpid() if forked else None
-            config = (
-                wid, self.num_workers, self.seed, epoch, self.worker_init_fn, inherited, parent
-            )
+            config = (wid, self.num_workers, self.seed, epoch, inherited, parent)
             proc = ctx.Process(  # type: ignore[attr-defined]
                 target=worker_main,
-                args=(config, self.work, self.dataset, task_r, result_w),
+                args=(config, payload, task_r, result_w),
                 name=f"minibatcher-worker-{wid}",
                 daemon=True,
             )
@@ -400,7 +432,14 @@ class ProcessExecutor(WorkerRuns):
         proc.join(DEATH_GRACE_S)
         code, pid = proc.exitcode, proc.pid
         self.close()
-        raise dead_worker_error(wid, pid, code)
+        error = dead_worker_error(wid, pid, code)
+        if self.start_method != "fork" and code == 1:
+            error.args = (
+                f"{error.args[0]} Under {self.start_method!r} a worker first re-imports the "
+                "main module: a failure there is printed in its stderr; a script needs its "
+                "top level under `if __name__ == '__main__':`.",
+            )
+        raise error
 
     def _raise_timeout(self, wids: list[int]) -> NoReturn:
         self.close()

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 from .remote_error import capture, note_failure
 from .shm import ResultPickler, ResultUnpickler, SlotWriter, WorkerSegments
@@ -74,20 +74,63 @@ def _read_tasks(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
     os._exit(0)
 
 
+def limit_torch_threads() -> None:
+    """One intra-op thread for torch in this worker, before any user code runs.
+
+    A forked child inherits torch's thread-pool state but not its threads: after the parent ran
+    a multithreaded op (any training step), the child's first parallel op waits forever for
+    threads that do not exist. One thread per worker is also what torch's own workers use (the
+    workers are the parallelism; N workers x N threads would oversubscribe the CPUs).
+    """
+    torch = sys.modules.get("torch")
+    set_num_threads = getattr(torch, "set_num_threads", None)
+    if set_num_threads is not None:
+        set_num_threads(1)
+
+
 def worker_main(
-    config: tuple[Any, ...], work: Any, dataset: Any, task_r: Connection, result_w: Connection
+    config: tuple[Any, ...], payload: Any, task_r: Connection, result_w: Connection
 ) -> None:
-    """Serve tasks until the task pipe closes (the process's target)."""
-    wid, num_workers, seed, epoch, init_fn, inherited, parent = config
+    """Serve tasks until the task pipe closes (the process's target).
+
+    ``payload`` is ``(work, dataset, worker_init_fn)``: the objects themselves under fork, their
+    pickle under spawn and forkserver, unpickled here so that a failure (a class defined in a
+    notebook, a module the worker cannot import) reaches the main process as the real exception
+    with its traceback, instead of a bare exit code.
+    """
+    wid, num_workers, seed, epoch, inherited, parent = config
     die_with_parent()
     if parent is not None and os.getppid() != parent:
         os._exit(0)  # the parent died before prctl took effect
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     keep_freed_memory()
+    limit_torch_threads()
     for fd in inherited:
         with contextlib.suppress(OSError):
             os.close(fd)
     where = f"DataLoader worker process {wid} (pid {os.getpid()})"
+
+    def fail(error: Exception, context: str) -> NoReturn:
+        """Report an error that ends this worker (the main process raises it), and exit."""
+        out = io.BytesIO()
+        out.write(HEADER.pack(-1, -1, INIT_ERROR, 0, 0, 0.0))
+        pickle.dump(capture(error, wid, where + context), out)
+        result_w.send_bytes(out.getbuffer())
+        os._exit(1)
+
+    if isinstance(payload, bytes):
+        try:
+            payload = pickle.loads(payload)
+        except Exception as e:
+            fail(
+                e,
+                ", while unpickling the dataset, transforms and collate_fn it was sent (under "
+                "spawn and forkserver a worker imports them by name: what a notebook or "
+                "__main__ defines cannot be found there; the default start method, fork, has "
+                "no such limit)",
+            )
+        limit_torch_threads()  # unpickling may have imported torch
+    work, dataset, init_fn = payload
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     threading.Thread(target=_read_tasks, args=(task_r, inbox), daemon=True).start()
 
@@ -97,14 +140,6 @@ def worker_main(
         set_worker_info(WorkerInfo(wid, num_workers, base, dataset), thread=False)
 
     begin_epoch(epoch)
-    def fail(error: Exception, context: str) -> None:
-        """Report an error that ends this worker (the main process raises it), and exit."""
-        out = io.BytesIO()
-        out.write(HEADER.pack(-1, -1, INIT_ERROR, 0, 0, 0.0))
-        pickle.dump(capture(error, wid, where + context), out)
-        result_w.send_bytes(out.getbuffer())
-        os._exit(1)
-
     if init_fn is not None:
         try:
             init_fn(wid)

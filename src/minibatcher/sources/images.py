@@ -1,0 +1,104 @@
+"""ImageFolder: a folder of images in torchvision's layout (``root/<class>/<file>``), no
+torchvision needed.
+
+In: a root directory whose subdirectories are the classes. Out: per index, ``(image, label)``:
+the image decoded to a uint8 ``(height, width, 3)`` NumPy array (RGB), the label the class's
+position in the sorted class names. State: none.
+
+The folder is listed once, at construction, in the main process (classes sorted, files sorted
+within each class, as torchvision does); decoding happens where the batch is fetched, in the
+workers. Pillow is imported there, lazily (the ``images`` extra: ``pip install
+minibatcher[images]``). For augmentation, pass a transform that takes ``rng`` (see the
+random-resized-crop recipe in the "Files on disk" guide).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .._typing import IndexArray
+from .base import IndexedSource
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+"""The file extensions listed (case-insensitive), torchvision's list."""
+
+
+class ImageFolder(IndexedSource):
+    """Images in ``root/<class>/<file>``; item ``(uint8 HWC array, int label)``.
+
+    Args:
+        root: the folder whose subfolders are the classes.
+        extensions: the file extensions to list (case-insensitive).
+        mode: the PIL mode the images are converted to (``"RGB"``: 3 channels; ``"L"``: 1,
+            as an ``(H, W)`` array).
+
+    Attributes:
+        classes: the class names, sorted; ``label`` indexes this list.
+        class_to_idx: class name -> label.
+        files: every image's path, in index order.
+        targets: every image's label, in index order (a NumPy int64 array).
+
+    Raises:
+        ValueError: if ``root`` is not a folder, or holds no class folder with images.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+        mode: str = "RGB",
+    ) -> None:
+        self.root = os.fspath(root)
+        if not os.path.isdir(self.root):
+            raise ValueError(f"root must be a folder of class folders, got {self.root!r}")
+        super().__init__(self.root)
+        suffixes = tuple(e.lower() for e in extensions)
+        self.classes = sorted(e.name for e in os.scandir(self.root) if e.is_dir())
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        files: list[str] = []
+        labels: list[int] = []
+        for label, name in enumerate(self.classes):
+            folder = os.path.join(self.root, name)
+            for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+                dirnames.sort()
+                for filename in sorted(filenames):
+                    if filename.lower().endswith(suffixes):
+                        files.append(os.path.join(dirpath, filename))
+                        labels.append(label)
+        if not files:
+            raise ValueError(
+                f"root {self.root!r} holds no images with extensions {suffixes} in class folders "
+                "(expected root/<class>/<file>)"
+            )
+        self.files = files
+        self.targets = np.asarray(labels, dtype=np.int64)
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        return [(self.decode(self.files[i]), int(self.targets[i])) for i in indices.tolist()]
+
+    def decode(self, path: str) -> np.ndarray:
+        """The image at ``path`` as a uint8 array (errors name the file)."""
+        image_module = _pil_image()
+        try:
+            with image_module.open(path) as image:
+                return np.asarray(image.convert(self.mode))
+        except Exception as e:
+            raise OSError(f"cannot decode image {path!r}: {e}") from e
+
+    def __repr__(self) -> str:
+        return f"ImageFolder(root={self.root!r}, classes={len(self.classes)}, images={len(self)})"
+
+
+def _pil_image() -> Any:
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError(
+            "ImageFolder decodes images with Pillow: pip install 'minibatcher[images]'"
+        ) from e
+    return Image

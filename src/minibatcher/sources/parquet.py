@@ -1,0 +1,283 @@
+"""Parquet on disk: a ``pyarrow.parquet.ParquetFile``, a ``pyarrow.dataset`` of Parquet files,
+or paths, read by row with random access, never materialised whole.
+
+In: indices. Out: a batch ``{column: values}`` as for an in-memory Arrow table (numeric columns
+as NumPy arrays, nullable numeric ones as float64 with NaN for nulls, others as Python lists);
+an item is one row ``{column: value}``. State: none.
+
+What the files say is enough to index them: the footer of each file gives its row groups and
+their row counts, read once in the main process at construction. A batch's rows are grouped by
+row group; each needed row group is read and decoded whole (the unit Parquet compresses), kept in
+a small least-recently-used cache of ``cache_row_groups`` decoded groups per process, and the
+rows are gathered from it. Memory is bounded by that cache, whatever the file's size.
+
+Workers open the files themselves: a pickled source carries paths (and the pyarrow filesystem),
+never open readers. A ``ParquetFile`` object has no path, so its reader is shared by threads and
+forked workers (both safe: reads are positioned) but cannot be sent to spawned workers (an error
+says to pass the path instead).
+
+Random access costs a row group decode per miss: with ``shuffle=True`` over a file of many row
+groups most batches touch many groups. A shard shuffle keeps the reads local (the row groups in
+a random order, the rows through a buffer): ``sampler=ShardShuffleSampler(source.row_group_sizes,
+buffer_size)`` with ``cache_row_groups`` a few times ``buffer_size`` / rows per group.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import contextlib
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .._typing import Allocator, IndexArray
+from .base import IndexedSource
+
+_NUMERIC = ("int", "uint", "float", "double", "bool", "halffloat")
+_NESTED = ("list", "large_list", "fixed_size_list", "struct", "map", "dictionary")
+
+
+class ParquetSource(IndexedSource):
+    """Rows of Parquet files read by row group, with a bounded cache of decoded groups.
+
+    Args:
+        data: a ``pyarrow.parquet.ParquetFile``, a ``pyarrow.dataset`` dataset of Parquet files,
+            a path or a list of paths.
+        columns: the columns to read (default: all of the first file's).
+        cache_row_groups: decoded row groups kept per process (the memory bound).
+
+    Attributes:
+        row_group_sizes: the row count of every row group, in row order (files in order).
+    """
+
+    batched = True
+
+    def __init__(
+        self, data: Any, *, columns: Iterable[str] | None = None, cache_row_groups: int = 8
+    ) -> None:
+        super().__init__(data)
+        if isinstance(cache_row_groups, bool) or not isinstance(cache_row_groups, int) or (
+            cache_row_groups < 1
+        ):
+            raise ValueError(f"cache_row_groups must be a positive int, got {cache_row_groups!r}")
+        self.cache_row_groups = cache_row_groups
+        self._handle, self._paths, self._filesystem = _files_of(data)
+        self._local = _Local()
+        metas = [self._open(i).metadata for i in range(len(self._paths))]
+        schema = self._open(0).schema_arrow
+        self.columns = list(schema.names) if columns is None else list(columns)
+        missing = [c for c in self.columns if c not in schema.names]
+        if missing:
+            raise ValueError(f"columns must be columns of the files, got unknown {missing}")
+        groups = [(f, g, m.row_group(g).num_rows) for f, m in enumerate(metas)
+                  for g in range(m.num_row_groups)]
+        self._groups = [(f, g) for f, g, _ in groups]
+        self.row_group_sizes = [rows for _, _, rows in groups]
+        self._starts = np.concatenate([[0], np.cumsum(self.row_group_sizes)]).astype(np.int64)
+        self._bounds: list[int] = self._starts.tolist()
+        self._kinds = {name: _kind(schema.field(name).type, name, metas) for name in self.columns}
+        self.batched = not any(kind == "nested" for kind in self._kinds.values())
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
+        if len(indices):  # the common, sequential case: all rows in the first row's group
+            starts = self._bounds
+            group = bisect.bisect_right(starts, int(indices[0])) - 1
+            local = indices - starts[group]
+            # one reduction checks both ends: a negative offset is huge as unsigned
+            if int(local.view(np.uint64).max()) < starts[group + 1] - starts[group]:
+                return self._gather_one(group, local, allocate)
+        groups = np.searchsorted(self._starts, indices, side="right") - 1
+        out: dict[str, Any] = {}
+        n = len(indices)
+        for name, kind in self._kinds.items():
+            out[name] = None if kind in ("array", "float") else [None] * n
+        for group in np.unique(groups).tolist():
+            where = np.flatnonzero(groups == group)
+            local = indices[where] - self._starts[group]
+            decoded = self._decoded(group)
+            for name, column in decoded.items():
+                if isinstance(column, np.ndarray):
+                    if out[name] is None:
+                        shape = (n, *column.shape[1:])
+                        out[name] = np.empty(shape, column.dtype) if allocate is None else (
+                            allocate(shape, column.dtype)
+                        )
+                    out[name][where] = column[local]
+                else:
+                    target = out[name]
+                    for position, row in zip(where.tolist(), local.tolist(), strict=True):
+                        target[position] = column[row]
+        return out
+
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        batch = self.fetch_batch(indices)
+        return [{name: col[i] for name, col in batch.items()} for i in range(len(indices))]
+
+    def _gather_one(self, group: int, local: IndexArray, allocate: Allocator | None) -> Any:
+        out: dict[str, Any] = {}
+        for name, column in self._decoded(group).items():
+            if isinstance(column, np.ndarray):
+                if allocate is None:
+                    out[name] = column[local]
+                else:
+                    out[name] = allocate((len(local), *column.shape[1:]), column.dtype)
+                    np.take(column, local, axis=0, out=out[name])
+            else:
+                out[name] = [column[i] for i in local.tolist()]
+        return out
+
+    def _decoded(self, group: int) -> dict[str, Any]:
+        """Row group ``group`` decoded into columns, from this process's LRU cache."""
+        local = self._here()
+        cache = local.cache
+        hit = cache.get(group)
+        if hit is not None:  # no lock on a hit: a group evicted meanwhile is still whole
+            with contextlib.suppress(KeyError):
+                cache.move_to_end(group)
+            return hit
+        file_index, row_group = self._groups[group]
+        reader = self._open(file_index)
+        if self._handle is not None:  # the user's one reader: shared, so reads take turns
+            with _HANDLE_LOCK:
+                table = reader.read_row_group(row_group, columns=self.columns, use_threads=False)
+        else:
+            table = reader.read_row_group(row_group, columns=self.columns, use_threads=False)
+        decoded = {name: _convert(table.column(name), self._kinds[name]) for name in self.columns}
+        with local.lock:
+            cache[group] = decoded
+            while len(cache) > self.cache_row_groups:
+                cache.popitem(last=False)
+        return decoded
+
+    def _open(self, file_index: int) -> Any:
+        """This process's reader of file ``file_index`` (opened on first use)."""
+        if self._handle is not None:
+            return self._handle
+        local = self._here()
+        key = (threading.get_ident(), file_index)  # a reader per thread: reads run in parallel
+        with local.lock:
+            reader = local.readers.get(key)
+            if reader is None:
+                import pyarrow.parquet as pq
+
+                path = self._paths[file_index]
+                source: Any = path
+                if self._filesystem is not None:
+                    source = self._filesystem.open_input_file(path)
+                reader = local.readers[key] = pq.ParquetFile(source)
+                own = [k for k in local.readers if k[0] == key[0]]  # never another thread's
+                while len(own) > _OPEN_FILES:
+                    local.readers.pop(own.pop(0)).close()
+        return reader
+
+    def _here(self) -> _Local:
+        """This process's readers and cache (a forked worker opens its own files: a reader's
+        state and a lock held at fork time must not be shared)."""
+        local = self._local
+        if local.pid != os.getpid():
+            local = self._local = _Local()
+        return local
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._handle is not None:
+            raise TypeError(
+                "a pyarrow ParquetFile cannot be sent to a spawned worker (it has no path): pass "
+                "the path instead, ParquetSource(path) or pyarrow.dataset.dataset(path), or use "
+                "fork or thread workers"
+            )
+        state = dict(self.__dict__)
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = _Local()
+
+    def __repr__(self) -> str:
+        return (
+            f"ParquetSource(files={max(1, len(self._paths))}, rows={len(self)}, "
+            f"row_groups={len(self.row_group_sizes)}, columns={self.columns})"
+        )
+
+
+_OPEN_FILES = 16
+"""Parquet readers kept open per process (a dataset of many files does not exhaust fds)."""
+
+_HANDLE_LOCK = threading.Lock()
+
+
+class _Local:
+    """One process's open readers and decoded row groups (a forked child makes its own)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.readers: dict[tuple[int, int], Any] = {}
+        self.cache: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
+
+
+def _files_of(data: Any) -> tuple[Any, list[str], Any]:
+    """``(ParquetFile or None, paths, filesystem or None)`` for the accepted kinds of data."""
+    if isinstance(data, (str, os.PathLike)):
+        return None, [os.fspath(data)], None
+    if isinstance(data, (list, tuple)) and data and all(
+        isinstance(p, (str, os.PathLike)) for p in data
+    ):
+        return None, [os.fspath(p) for p in data], None
+    kind = type(data).__name__
+    if kind == "ParquetFile":
+        return data, [""], None
+    if hasattr(data, "files") and hasattr(data, "filesystem"):  # pyarrow.dataset.FileSystemDataset
+        fmt = type(getattr(data, "format", None)).__name__
+        if fmt != "ParquetFileFormat":
+            raise TypeError(f"data is a pyarrow dataset of {fmt} files: only Parquet is indexed")
+        if not data.files:
+            raise ValueError("data is a pyarrow dataset with no files")
+        return None, list(data.files), data.filesystem
+    raise TypeError(
+        "data must be a pyarrow ParquetFile, a pyarrow.dataset dataset of Parquet files, or "
+        f"Parquet paths; got {kind}"
+    )
+
+
+def _kind(arrow_type: Any, name: str, metas: list[Any]) -> str:
+    """How a column batches: "array" (NumPy), "float" (nullable numeric: float64 + NaN),
+    "list" (Python values), or "nested" (lists, structs: collated row by row)."""
+    text = str(arrow_type)
+    if text.startswith(_NESTED):
+        return "nested"
+    if not text.startswith(_NUMERIC):
+        return "list"
+    nullable = _may_hold_nulls(name, metas)
+    if not nullable:
+        return "array"
+    return "list" if text == "bool" else "float"
+
+
+def _may_hold_nulls(name: str, metas: list[Any]) -> bool:
+    """From the footers' statistics: True unless every row group says it has no null there."""
+    for meta in metas:
+        names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+        if name not in names:
+            return True
+        j = names.index(name)
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(j).statistics
+            if stats is None or not stats.has_null_count or stats.null_count > 0:
+                return True
+    return False
+
+
+def _convert(column: Any, kind: str) -> Any:
+    if kind == "array":
+        return column.to_numpy()
+    if kind == "float":
+        return column.to_numpy().astype(np.float64, copy=False)
+    return column.to_pylist()

@@ -1,0 +1,111 @@
+"""ImageFolder: torchvision's layout, decoded with PIL in the workers; the random-resized-crop
+recipe of the guide, driven by the per-item rng."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from files_helpers import check_exact_resume, check_exactly_once
+
+from minibatcher import DataLoader
+from minibatcher.sources import ImageFolder
+
+Image = pytest.importorskip("PIL.Image")
+pytestmark = pytest.mark.timeout(60)
+
+CLASSES = ("cat", "dog", "emu")
+PER_CLASS = 5
+
+
+def make_folder(root: Path) -> Path:
+    """3 classes x 5 solid-grey 24x16 JPEGs; image k has grey level 10 * k (its identity)."""
+    k = 0
+    for name in CLASSES:
+        (root / name).mkdir(parents=True)
+        for j in range(PER_CLASS):
+            pixels = np.full((16, 24, 3), 10 * k, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"img{j}.JPEG", quality=95)
+            k += 1
+    (root / "cat" / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("images"))
+
+
+def ids(batch: tuple[np.ndarray, np.ndarray]) -> list[int]:
+    images, _labels = batch
+    return np.rint(images.reshape(len(images), -1).mean(axis=1) / 10).astype(int).tolist()
+
+
+def test_layout_classes_files_and_items(folder: Path) -> None:
+    source = ImageFolder(folder)
+    assert source.classes == list(CLASSES)
+    assert source.class_to_idx == {"cat": 0, "dog": 1, "emu": 2}
+    assert len(source) == len(source.files) == 15
+    assert source.files[0].endswith("cat/img0.JPEG")
+    assert source.targets.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    image, label = DataLoader(source, batch_size=None).one_batch()
+    assert image.dtype == np.uint8
+    assert image.shape == (16, 24, 3)
+    assert label == 0
+
+
+def test_each_image_exactly_once_everywhere(folder: Path) -> None:
+    reference = check_exactly_once(
+        ImageFolder(folder), ids, list(range(15)), batch_size=4, shuffle=True, seed=0
+    )
+    images, labels = reference[0]
+    assert images.shape == (4, 16, 24, 3)
+    assert labels.dtype == np.int64
+    assert all((np.array(ids(b)) // PER_CLASS == b[1]).all() for b in reference)
+
+
+def random_resized_crop(item: Any, rng: np.random.Generator) -> Any:
+    """The guide's recipe (docs/guide/files.md), at 8x8."""
+    image, label = item
+    height, width = image.shape[:2]
+    area = height * width * rng.uniform(0.08, 1.0)
+    ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    w = round(min(width, np.sqrt(area * ratio)))
+    h = round(min(height, np.sqrt(area / ratio)))
+    x0 = int(rng.integers(0, width - w + 1))
+    y0 = int(rng.integers(0, height - h + 1))
+    crop = Image.fromarray(image).resize(
+        (8, 8), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h)
+    )
+    return np.asarray(crop).transpose(2, 0, 1), label
+
+
+def test_random_resized_crop_recipe_is_the_same_whatever_the_workers(folder: Path) -> None:
+    kwargs: dict[str, Any] = {"batch_size": 5, "shuffle": True, "seed": 1}
+    kwargs["transform"] = random_resized_crop
+    check_exactly_once(ImageFolder(folder), ids, list(range(15)), **kwargs)
+    with DataLoader(ImageFolder(folder), **kwargs) as dl:
+        (images, _), *_ = dl
+    assert images.shape == (5, 3, 8, 8)
+    assert images.dtype == np.uint8
+
+
+def test_resume_at_every_batch(folder: Path) -> None:
+    check_exact_resume(ImageFolder(folder), batch_size=4, shuffle=True, seed=2)
+
+
+def test_a_corrupt_image_names_its_file(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data")
+    (root / "dog" / "img2.JPEG").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(OSError, match=r"cannot decode image .*dog/img2.JPEG"):
+        list(DataLoader(ImageFolder(root), batch_size=4))
+
+
+def test_bad_roots_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="root must be a folder"):
+        ImageFolder(tmp_path / "missing")
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(ValueError, match="holds no images"):
+        ImageFolder(tmp_path / "empty")

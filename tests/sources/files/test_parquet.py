@@ -1,0 +1,142 @@
+"""Parquet on disk (a ParquetFile, a pyarrow dataset, paths): indexed by the row groups in the
+footers, read a row group at a time through a bounded cache, batches as for in-memory tables."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from files_helpers import check_exact_resume, check_exactly_once, epoch
+
+from minibatcher import DataLoader, collate
+from minibatcher.samplers import ShardShuffleSampler
+from minibatcher.sources import ParquetSource, as_source
+from minibatcher.testing import same_batches
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+ds = pytest.importorskip("pyarrow.dataset")
+pytestmark = pytest.mark.timeout(60)
+
+ROWS = 50
+
+
+def table(start: int, stop: int) -> object:
+    ids = list(range(start, stop))
+    return pa.table({
+        "id": pa.array(ids, pa.int64()),
+        "x": pa.array([i / 2 for i in ids], pa.float32()),
+        "name": pa.array([f"row{i}" for i in ids]),
+        "maybe": pa.array([None if i % 7 == 0 else i for i in ids], pa.int32()),
+    })
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Two files of 25 rows in row groups of 7 (4 groups each: 7, 7, 7, 4)."""
+    root = tmp_path_factory.mktemp("parquet")
+    paths = []
+    for k in range(2):
+        path = root / f"part-{k}.parquet"
+        pq.write_table(table(25 * k, 25 * (k + 1)), path, row_group_size=7)
+        paths.append(str(path))
+    return paths
+
+
+def ids(batch: dict[str, object]) -> list[int]:
+    return batch["id"].tolist()  # type: ignore[attr-defined]
+
+
+def test_kinds_of_data_are_recognised(files: list[str]) -> None:
+    for data in (pq.ParquetFile(files[0]), ds.dataset(files), ds.dataset(files[0])):
+        source = as_source(data)
+        assert isinstance(source, ParquetSource)
+    source = ParquetSource(files)
+    assert len(source) == ROWS
+    assert source.row_group_sizes == [7, 7, 7, 4, 7, 7, 7, 4]
+
+
+def test_batches_equal_the_in_memory_table_path(files: list[str]) -> None:
+    whole = pa.concat_tables([pq.read_table(p) for p in files])
+    for shuffle in (False, True):
+        on_disk = epoch(ds.dataset(files), batch_size=8, shuffle=shuffle, seed=4)
+        in_memory = epoch(whole, batch_size=8, shuffle=shuffle, seed=4)
+        assert len(on_disk) == len(in_memory)
+        for a, b in zip(on_disk, in_memory, strict=True):
+            assert a.keys() == b.keys()
+            assert same_batches(a, b), (a, b)
+    batch = on_disk[0]
+    assert batch["x"].dtype == np.float32
+    assert isinstance(batch["name"], list)
+    assert batch["maybe"].dtype == np.float64  # nullable ints: float64 with NaN, as in memory
+
+
+def test_the_batched_fetch_equals_collating_the_rows(files: list[str]) -> None:
+    source = ParquetSource(files)
+    for indices in (np.arange(3, 9), np.array([49, 0, 20, 7, 8, 30])):  # one group, several
+        assert same_batches(source.fetch_batch(indices), collate(source.fetch_items(indices)))
+
+
+def test_items_are_rows(files: list[str]) -> None:
+    row = DataLoader(pq.ParquetFile(files[1]), batch_size=None).one_batch()
+    assert row["id"] == 25
+    assert row["name"] == "row25"
+    assert row["maybe"] == 25.0  # a nullable int column: float64 (28 is a null)
+    rows = ParquetSource(files[1]).fetch_items(np.array([3, 0]))
+    assert [r["id"] for r in rows] == [28, 25]
+    assert np.isnan(rows[0]["maybe"])
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_each_row_exactly_once_everywhere(files: list[str], shuffle: bool) -> None:
+    check_exactly_once(ds.dataset(files), ids, list(range(ROWS)), batch_size=6, shuffle=shuffle)
+
+
+def test_a_parquet_file_object_works_with_fork_and_threads(files: list[str]) -> None:
+    check_exactly_once(pq.ParquetFile(files[0]), ids, list(range(25)), batch_size=4, shuffle=True)
+    with pytest.raises(TypeError, match="has no path"):
+        pickle.dumps(as_source(pq.ParquetFile(files[0])))
+
+
+def test_spawned_workers_open_the_files_themselves(files: list[str]) -> None:
+    source = ParquetSource(files)
+    source.fetch_batch(np.arange(3))  # opens a reader, caches a row group: neither is pickled
+    assert pickle.loads(pickle.dumps(source)).fetch_batch(np.array([49]))["id"].tolist() == [49]
+    got = epoch(source, batch_size=10, num_workers=2, mp_context="spawn")
+    assert sorted(i for b in got for i in ids(b)) == list(range(ROWS))
+
+
+def test_memory_is_bounded_by_the_row_group_cache(files: list[str]) -> None:
+    source = ParquetSource(files, cache_row_groups=2)
+    for group in range(8):
+        source.fetch_batch(np.array([7 * group % ROWS]))
+    assert len(source._local.cache) == 2
+
+
+def test_resume_at_every_batch(files: list[str]) -> None:
+    check_exact_resume(ParquetSource(files[0]), batch_size=5, shuffle=True, seed=1)
+
+
+def test_a_shard_shuffle_keeps_reads_within_few_row_groups(files: list[str]) -> None:
+    source = ParquetSource(files, cache_row_groups=3)
+    sampler = ShardShuffleSampler(source.row_group_sizes, buffer_size=4)
+    got = epoch(source, batch_size=5, sampler=sampler, seed=0)
+    assert sorted(i for b in got for i in ids(b)) == list(range(ROWS))
+    check_exact_resume(source, batch_size=10, sampler=sampler, seed=0)
+
+
+def test_bad_arguments_are_refused(files: list[str], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        ParquetSource(files, columns=["id", "nope"])
+    with pytest.raises(ValueError, match="cache_row_groups must be a positive int, got 0"):
+        ParquetSource(files, cache_row_groups=0)
+    with pytest.raises(TypeError, match="ParquetFile"):
+        ParquetSource(42)
+    csv = tmp_path / "x.csv"
+    csv.write_text("a\n1\n")
+    with pytest.raises(TypeError, match="only Parquet"):
+        ParquetSource(ds.dataset(str(csv), format="csv"))
+    only_ids = epoch(ParquetSource(files, columns=["id"]), batch_size=50)
+    assert list(only_ids[0]) == ["id"]
