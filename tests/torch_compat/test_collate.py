@@ -107,3 +107,6 @@ def test_tensor_dataset_fast_path_equals_default_collate():
     both(run)
     t = torch.arange(12).reshape(6, 2)
     both(lambda cls: list(cls(t, 4)))
+    for dtype in (np.float32, np.int16, np.uint8, np.bool_):
+        array = (np.arange(30).reshape(10, 3) % 3).astype(dtype)
+        both(lambda cls, a=array: list(cls(a, 4, num_workers=1)))

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 from torch.utils.data._utils import worker as _torch_worker
@@ -55,7 +56,8 @@ def _where(wid: int) -> str:
 
 def vectorised_fetch(dataset: Any, collate_fn: Any) -> Callable[[Any], Any] | None:
     """A one-call fetch equal to ``default_collate([dataset[i] for i in index])``, where the
-    dataset is a ``TensorDataset`` (a list of stacked tensors) or a tensor; else None."""
+    dataset is a ``TensorDataset`` (a list of stacked tensors), a tensor or a 2-d or more
+    numeric NumPy array; else None."""
     if collate_fn is not tud.default_collate:
         return None
     if type(dataset) is tud.TensorDataset:
@@ -63,6 +65,9 @@ def vectorised_fetch(dataset: Any, collate_fn: Any) -> Callable[[Any], Any] | No
         return lambda index: [t[torch.as_tensor(index)] for t in tensors]
     if type(dataset) is torch.Tensor and dataset.dim() > 0 and not dataset.requires_grad:
         return lambda index: dataset[torch.as_tensor(index)]
+    if type(dataset) is np.ndarray and dataset.ndim > 1 and dataset.dtype.kind in "biuf":
+        # default_collate of rows: torch.stack([torch.as_tensor(row), ...]), the same tensor
+        return lambda index: torch.as_tensor(dataset[np.asarray(index, dtype=np.int64)])
     return None
 
 
@@ -180,8 +185,6 @@ class TorchWorkerInit:
         random.seed(seed)
         torch.manual_seed(seed)
         if "numpy" in sys.modules:
-            import numpy as np
-
             np.random.seed(_torch_worker._generate_state(self.base_seed, worker_id))  # type: ignore[no-untyped-call]
         _torch_worker._worker_info = _torch_worker.WorkerInfo(
             id=worker_id, num_workers=self.num_workers, seed=seed, dataset=self.dataset
