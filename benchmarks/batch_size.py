@@ -7,8 +7,9 @@ from the same initial weights, with every power of two from 8 to 1024, the whole
 (1,437 items: here "the largest batch that fits", since the memory ceiling is the data set) and
 B*; learning rates by the demo's rule lr = min(0.01 B, 0.8) for every size alike. The clock runs
 over the training loop only (loader and SGD steps); the training loss over the whole training set
-is evaluated every ~128 items off the clock. Reported: the median over seeds of the seconds to
-reach the target loss, and each size's ratio to the best power of two.
+is evaluated every ~128 items off the clock. Sizes run round-robin, one seed per round.
+Reported: the median over seeds of the seconds to reach the target loss, and each size's ratio
+to the best power of two.
 
     python benchmarks/batch_size.py [--target 0.1] [--seeds 3] [--seconds 10]
 """
@@ -22,16 +23,18 @@ import time
 import numpy as np
 
 from minibatcher import DataLoader, demo
+from minibatcher.sizing import noise_scale
 
 EVAL_ITEMS = 128
 MAX_EPOCHS = 400
 
 
 def time_to_target(batch_size: int, data: tuple[np.ndarray, ...], params: dict[str, np.ndarray],
-                   target: float, seed: int) -> tuple[float, int]:
+                   target: float, seed: int, model: demo.NumpyMLP | None = None,
+                   ) -> tuple[float, int]:
     """Seconds of training (and steps) until the training-set loss is <= ``target``."""
     x, y = data[0], data[1]
-    model = demo.NumpyMLP(params)
+    model = demo.NumpyMLP(params) if model is None else model
     lr = demo.learning_rate(batch_size)
     dl = DataLoader({"x": x, "y": y}, batch_size=batch_size, shuffle=True, seed=seed)
     every = max(1, EVAL_ITEMS // batch_size)
@@ -67,15 +70,16 @@ def main() -> None:
     b_star = suggestion.batch_size
     full = len(data[0])
     sizes = sorted({*(2**k for k in range(3, 11)), full, b_star})
-    rows = []
+    runs: dict[int, list[tuple[float, int]]] = {size: [] for size in sizes}
     with demo._one_blas_thread():
-        for size in sizes:
-            runs = [time_to_target(size, data, params, args.target, seed)
-                    for seed in range(args.seeds)]
-            seconds = statistics.median(r[0] for r in runs)
-            steps = int(statistics.median(r[1] for r in runs))
-            rows.append((size, seconds, steps))
-            print(f"  batch size {size:>5}: {seconds:.3f} s, {steps} steps", flush=True)
+        # Round-robin over the sizes, a new seed each round: a busy spell of the machine then
+        # slows every size alike instead of the few that happen to run during it.
+        for seed in range(args.seeds):
+            for size in sizes:
+                runs[size].append(time_to_target(size, data, params, args.target, seed))
+            print(f"  round {seed + 1}/{args.seeds} done", flush=True)
+    rows = [(size, statistics.median(r[0] for r in runs[size]),
+             int(statistics.median(r[1] for r in runs[size]))) for size in sizes]
     powers = [r for r in rows if r[0] & (r[0] - 1) == 0]
     best = min(powers, key=lambda r: r[1])
     print(f"\nTime to a training loss of {args.target} (median of {args.seeds} seeds; "
@@ -90,6 +94,16 @@ def main() -> None:
     largest = next(r for r in rows if r[0] == full)
     print(f"\nB* = {b_star}: {star[1] / best[1]:.2f}x the best power of two ({best[0]}); the "
           f"whole set: {largest[1] / best[1]:.2f}x.")
+    # The noise scale grows as the loss falls: measured again where the target is reached.
+    trained = demo.NumpyMLP(params)
+    with demo._one_blas_thread():
+        time_to_target(64, data, params, args.target, 0, trained)
+        later = noise_scale(
+            DataLoader({"x": data[0], "y": data[1]}, batch_size=64, shuffle=True, seed=0),
+            lambda b: trained.gradients(b["x"], b["y"])[1], micro=8, batches=400)
+    print(f"B_simple at the initial weights: {suggestion.noise.value:.1f}; at a training loss "
+          f"of {args.target} (batch size 64): {later.value:.1f} "
+          f"(90% interval {later.interval[0]:.1f} to {later.interval[1]:.1f}).")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["minibatcher.loader"]
+MODULES = ["minibatcher.loader", "minibatcher.samplers.bucket"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -193,3 +193,28 @@ def test_unbatched_loader_is_refused() -> None:
     """A loader without a batch_size cannot be rebuilt at other sizes."""
     with pytest.raises(ConfigError, match="batch by batch_size"):
         noise_scale(DataLoader(np.zeros(8), batch_size=None), lambda b: b)
+
+
+def test_unshuffled_loader_warns() -> None:
+    """Fixed batches are not random draws: the estimate says so."""
+    data, w = linear_problem(256, s2=1.0)
+    with pytest.warns(UserWarning, match="does not shuffle"):
+        noise_scale(DataLoader(data, batch_size=64), linear_grad(w), micro=4, batches=4)
+
+
+def test_gradient_buffers_reused_between_calls() -> None:
+    """grad() returning the same buffer, overwritten at each call (as p.grad is), gives the same
+    estimate as fresh arrays: each gradient is read before the next call."""
+    data, w = linear_problem(1024, s2=1.0)
+    fresh = linear_grad(w)
+    buffer = np.zeros(D)
+
+    def reused(batch):  # type: ignore[no-untyped-def]
+        buffer[...] = fresh(batch)
+        return buffer
+
+    def loader() -> DataLoader[dict[str, np.ndarray]]:
+        return DataLoader(data, batch_size=64, shuffle=True, seed=4)
+
+    assert noise_scale(loader(), reused, batches=8).value == noise_scale(
+        loader(), fresh, batches=8).value

@@ -43,7 +43,7 @@ def test_suggestion_with_noise_scale(problem) -> None:  # type: ignore[no-untype
     else:
         assert s.batch_size == s.ceiling.batch_size
     assert s.ceiling.batch_size == 2048
-    text = str(s)
+    text = " ".join(str(s).split())  # wrapped at 100 columns
     for words in ("Suggested batch size", "ms/step", "items/s", "peak MiB", "steps (rel)",
                   "time (rel)", "B_simple", "90% interval", "parameters fixed",
                   "grows as the loss falls", "not, the critical batch size"):

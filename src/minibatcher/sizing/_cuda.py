@@ -26,18 +26,9 @@ from ..loader import DataLoader
 from . import _loaders
 from ._progress import Bar
 from ._state import preserved
-from .memory import MemoryCeiling, fit_memory, solve
+from .memory import MemoryCeiling, fit_memory, min_over_ranks, solve
 
 MAX_BISECTIONS = 12
-
-
-def _min_over_ranks(torch: Any, value: int, device: Any) -> int:
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.int64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
 
 
 def cuda_ceiling(
@@ -94,10 +85,10 @@ def cuda_ceiling(
             bar.update()
             for size in sorted(sizes):
                 used = peak(size)
-                ok = _min_over_ranks(torch, 0 if used is None else 1, dev)
+                ok = min_over_ranks(0 if used is None else 1, dev)
                 if not ok:
                     break  # even a small size does not fit: the ceiling is below it
-                worst = -_min_over_ranks(torch, -(used or 0), dev)  # the maximum over ranks
+                worst = -min_over_ranks(-(used or 0), dev)  # the maximum over ranks
                 points.append((size, worst))
                 bar.update()
             if not points:
@@ -109,11 +100,11 @@ def cuda_ceiling(
                 budget = fraction * (free + cached)
             fixed, per_item = fit_memory(points)
             target, why = solve(fixed, per_item, budget, population)
-            target = _min_over_ranks(torch, target, dev)
+            target = min_over_ranks(target, dev)
             good = max(p[0] for p in points)
             if target > good:
                 target, why = _verify(lambda s: peak(s) is not None, good, target, why,
-                                      lambda v: _min_over_ranks(torch, v, dev), bar)
+                                      lambda v: min_over_ranks(v, dev), bar)
             else:
                 target = max(1, target)
     finally:

@@ -3,7 +3,8 @@
 On CPU an out-of-memory error is not an exception: the kernel kills the process. So nothing
 large is tried. The peak allocation of loading a batch and running ``step`` is measured at a few
 small sizes, fitted as ``fixed + per_item * B``, and solved for the budget (default: a fraction
-of the memory available to this process, cgroup limits respected). The peak is the larger of
+of the memory available to this process, cgroup limits respected, shared by the ranks of one
+machine; under ``torch.distributed`` the minimum over ranks). The peak is the larger of
 two measures: ``tracemalloc`` (Python and NumPy allocations) and the process's resident-set
 high-water mark, reset before each step where Linux allows it (``/proc/self/clear_refs``;
 it sees torch's CPU allocations and anything else). On CUDA see ``_cuda.py``: peak memory from
@@ -18,6 +19,7 @@ import dataclasses
 import gc
 import math
 import os
+import sys
 import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -123,6 +125,27 @@ def _status_bytes(field: str) -> int | None:
     return None
 
 
+def min_over_ranks(value: int, device: Any = "cpu") -> int:
+    """The minimum of ``value`` over the ranks of an initialised ``torch.distributed`` group
+    (``value`` itself otherwise; torch is never imported here)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return value
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    where = device if dist.get_backend() == "nccl" else "cpu"  # gloo reduces host tensors
+    t = torch.tensor([value], dtype=torch.int64, device=where)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def _local_ranks() -> int:
+    """Processes sharing this machine's memory (torchrun's ``LOCAL_WORLD_SIZE``), at least 1."""
+    text = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    return max(1, int(text)) if text.isdigit() else 1
+
+
 def fit_memory(points: Sequence[tuple[int, int]]) -> tuple[float, float]:
     """``(fixed, per_item)`` by least squares, both >= 0."""
     b = np.array([p[0] for p in points], np.float64)
@@ -206,8 +229,9 @@ def memory_ceiling(
         return cuda_ceiling(dl, step, state=state, device=kind, budget=budget,
                             fraction=CUDA_FRACTION if fraction is None else fraction,
                             sizes=sizes, population=n, progress=progress)
-    if budget is None:
-        budget = (CPU_FRACTION if fraction is None else fraction) * available_memory()
+    if budget is None:  # ranks on one machine share its memory
+        share = CPU_FRACTION if fraction is None else fraction
+        budget = share * available_memory() / _local_ranks()
     points = []
     bar = Bar(len(sizes) + 1, "memory", progress, "size")
     try:
@@ -223,6 +247,7 @@ def memory_ceiling(
         bar.close()
     fixed, per_item = fit_memory(points)
     ceiling, why = solve(fixed, per_item, budget, n)
+    ceiling = min_over_ranks(ceiling)
     return MemoryCeiling(ceiling, fixed, per_item, float(budget), points, "cpu", why)
 
 

@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -88,11 +89,17 @@ def _float64(leaf: Any) -> Any:
     return np.asarray(leaf, dtype=np.float64)
 
 
-def _sq_norm(x: Any) -> float:
-    if isinstance(x, np.ndarray):
-        flat = x.ravel()
-        return float(np.dot(flat, flat))
-    return float((x * x).sum())
+def _sq_norm(leaves: Sequence[Any]) -> float:
+    """The summed squared norm of float64 leaves; torch's are summed on their device and read
+    once (one synchronisation per gradient, not one per parameter)."""
+    parts: list[Any] = []
+    for x in leaves:
+        if isinstance(x, np.ndarray):
+            flat = x.ravel()
+            parts.append(float(np.dot(flat, flat)))
+        else:
+            parts.append((x * x).sum())
+    return float(sum(parts))
 
 
 class NoiseScale:
@@ -142,14 +149,14 @@ class NoiseScale:
         count = 0
         for grad, size in zip(micro_grads, sizes, strict=False):  # counted below
             leaves = [_float64(leaf) for leaf in _leaves(grad)]
-            small_sq += sum(_sq_norm(leaf) for leaf in leaves)  # before the next grad() call
+            small_sq += _sq_norm(leaves)  # read now: the next grad() may reuse its buffers
             weight = size / total
             summed = ([leaf * weight for leaf in leaves] if summed is None
                       else [acc + leaf * weight for acc, leaf in zip(summed, leaves, strict=True)])
             count += 1
         if count != len(sizes) or summed is None:
             raise ValueError(f"update got {count} gradients for {len(sizes)} sizes")
-        big_sq = sum(_sq_norm(leaf) for leaf in summed)
+        big_sq = _sq_norm(summed)
         c_small = sum(self.c(s) for s in sizes) / len(sizes)
         self._add(small_sq / len(sizes), c_small, big_sq, self.c(total))
         self._sizes[total] += 1
@@ -160,8 +167,8 @@ class NoiseScale:
         if not 1 <= small_size < big_size:
             raise ValueError(
                 f"update_pair needs 1 <= small_size < big_size, got {small_size} and {big_size}")
-        small_sq = sum(_sq_norm(_float64(leaf)) for leaf in _leaves(small))
-        big_sq = sum(_sq_norm(_float64(leaf)) for leaf in _leaves(big))
+        small_sq = _sq_norm([_float64(leaf) for leaf in _leaves(small)])
+        big_sq = _sq_norm([_float64(leaf) for leaf in _leaves(big)])
         self.update_sq_norms(small_sq, small_size, big_sq, big_size)
 
     def update_sq_norms(self, small_sq: float, small_size: int, big_sq: float,
@@ -255,7 +262,8 @@ def noise_scale(
     tensor, or a list/tuple/dict of them) without changing the parameters.
 
     Args:
-        dl: the training loader (batching by ``batch_size``, with ``batch_size >= micro``).
+        dl: the training loader (batching by ``batch_size``, with ``batch_size >= micro``;
+            shuffled, so that batches are random draws: a warning says so otherwise).
         grad: ``grad(batch) -> gradient``; called once per micro-batch.
         micro: micro-batches per batch (>= 2).
         batches: batches to measure (crossing epochs, each reshuffled); default 64, or as many
@@ -275,6 +283,11 @@ def noise_scale(
     for name, value in (("batches", batches), ("seconds", seconds)):
         if value is not None and (isinstance(value, bool) or not value > 0):
             raise ConfigError(f"{name} must be positive or None, got {value!r}")
+    if not dl.options.shuffle and dl.options.sampler is None:
+        warnings.warn(
+            "noise_scale: the loader does not shuffle, so its batches are not random draws and "
+            "the estimate describes these fixed batches only (pass a loader with shuffle=True)",
+            UserWarning, stacklevel=2)
     if batches is None:
         batches = DEFAULT_BATCHES if seconds is None else 2**62
     estimate = NoiseScale(_loaders.population(dl) if correction else None)

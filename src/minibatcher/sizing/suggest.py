@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -116,7 +117,9 @@ class Suggestion:
         else:
             lines.append("No noise scale (no grad=): the steps a batch size needs are unknown, "
                          "so only throughput was compared.")
-        return "\n".join(lines)
+        return "\n".join(textwrap.fill(line, 100, break_on_hyphens=False)
+                         if len(line) > 100 and not line.startswith(" ") else line
+                         for line in lines)
 
 
 def optimal_batch_size(noise: float, alpha: float, beta: float) -> float:

@@ -18,8 +18,9 @@ says to pass the path instead).
 
 Random access costs a row group decode per miss: with ``shuffle=True`` over a file of many row
 groups most batches touch many groups. A shard shuffle keeps the reads local (the row groups in
-a random order, the rows through a buffer): ``sampler=ShardShuffleSampler(source.row_group_sizes,
-buffer_size)`` with ``cache_row_groups`` a few times ``buffer_size`` / rows per group.
+a random order, each row moved at most ``buffer_size`` places):
+``sampler=ShardShuffleSampler(source.row_group_sizes, buffer_size)``, with ``cache_row_groups``
+at least ``2 * buffer_size / rows per group + 1``.
 """
 
 from __future__ import annotations
@@ -168,10 +169,12 @@ class ParquetSource(IndexedSource):
                 import pyarrow.parquet as pq
 
                 path = self._paths[file_index]
-                source: Any = path
-                if self._filesystem is not None:
+                if self._filesystem is not None and not _is_local(self._filesystem):
                     source = self._filesystem.open_input_file(path)
-                reader = local.readers[key] = pq.ParquetFile(source)
+                    reader = pq.ParquetFile(source)
+                else:  # a local path: mapped, so the page cache is read without a copy
+                    reader = pq.ParquetFile(path, memory_map=True)
+                local.readers[key] = reader
                 own = [k for k in local.readers if k[0] == key[0]]  # never another thread's
                 while len(own) > _OPEN_FILES:
                     local.readers.pop(own.pop(0)).close()
@@ -245,6 +248,10 @@ def _files_of(data: Any) -> tuple[Any, list[str], Any]:
         "data must be a pyarrow ParquetFile, a pyarrow.dataset dataset of Parquet files, or "
         f"Parquet paths; got {kind}"
     )
+
+
+def _is_local(filesystem: Any) -> bool:
+    return type(filesystem).__name__ == "LocalFileSystem"
 
 
 def _kind(arrow_type: Any, name: str, metas: list[Any]) -> str:

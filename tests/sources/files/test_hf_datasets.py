@@ -4,6 +4,7 @@ split across ranks, and resumed from its own state."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,19 @@ datasets = pytest.importorskip("datasets")
 pytestmark = pytest.mark.timeout(60)
 
 N = 40
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_tqdm_monitor() -> Any:
+    """datasets' progress bars start tqdm's monitor thread, which would outlive this module (and
+    make later loaders avoid fork): silence the bars, and stop the thread when the module ends."""
+    datasets.disable_progress_bars()
+    yield
+    from tqdm._monitor import TMonitor
+
+    for thread in threading.enumerate():
+        if isinstance(thread, TMonitor):
+            thread.exit()  # joins it; the bars' class starts a new one if ever needed
 
 
 @pytest.fixture(scope="module")
