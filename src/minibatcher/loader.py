@@ -12,6 +12,7 @@ are the same whatever the number or kind of workers.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import multiprocessing
 import threading
@@ -240,6 +241,12 @@ class DataLoader(Generic[T]):
         """Whether the last partial batch is dropped."""
         return self.options.drop_last
 
+    @property
+    def sampler(self) -> LoaderEpochs:
+        """``dl.sampler.set_epoch(e)`` is ``dl.set_epoch(e)``: how Lightning, accelerate and
+        torch DDP scripts keep a loader's epochs in step (they call the sampler's)."""
+        return LoaderEpochs(self)
+
     # -- epochs --------------------------------------------------------------------------
     def __len__(self) -> int:
         """The number of batches per epoch (``drop_last`` respected)."""
@@ -260,11 +267,17 @@ class DataLoader(Generic[T]):
             self._resume = None
 
     def __iter__(self) -> Iterator[T]:
+        """A new epoch, decided at the first ``next()``: an iterator created and dropped unread
+        (Lightning's check that the loader is iterable) costs no epoch, and a ``set_epoch``
+        between ``iter()`` and the first batch applies (as with torch's samplers)."""
         self._join_a_late_job(share_seed=True)
         if self._late_seed_pending and self._shard is not None:
             self._late_seed_pending = False
             self.close()
             self._use_seed(resolve_seed(None, self._shard))
+        return self._epoch()
+
+    def _epoch(self) -> Iterator[T]:
         total = length_or_none(self) if self.options.progress else None  # before the epoch advances
         epoch = self._next_epoch
         self.epoch = epoch
@@ -275,8 +288,8 @@ class DataLoader(Generic[T]):
         batches = self._iterate(epoch, progress.next_batch, progress)
         if self.options.progress:
             left = None if total is None else total - progress.next_batch
-            return progress_bar(batches, left, f"epoch {epoch}")
-        return batches
+            batches = progress_bar(batches, left, f"epoch {epoch}")
+        yield from batches
 
     def _iterate(
         self, epoch: int, start: int, progress: _state.Progress | None = None
@@ -435,6 +448,33 @@ class DataLoader(Generic[T]):
 
         return finish
 
+    # -- fastai's protocol (DataLoaders, Learner.get_preds) ----------------------------
+    def new(self, **changes: Any) -> DataLoader[Any]:
+        """A loader over the same data with the same arguments (and seed) but ``changes``;
+        fastai's names ``shuffled`` and ``bs`` are accepted for ``shuffle`` and ``batch_size``
+        (``Learner.get_preds`` calls ``dl.new(shuffled=False, drop_last=False)``)."""
+        aliases = {"shuffled": "shuffle", "bs": "batch_size"}
+        kwargs = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)}
+        kwargs["seed"] = self.seed
+        if self._device is not None:
+            kwargs["device"] = self._device.device
+        for name, value in changes.items():
+            name = aliases.get(name, name)
+            if name not in kwargs:
+                raise ConfigError(f"new() got an unknown argument {name!r}")
+            kwargs[name] = value
+        return DataLoader(self.dataset, **kwargs)
+
+    def to(self, device: Any) -> DataLoader[T]:
+        """Deliver batches on ``device`` from now on (fastai's ``dls.to`` / ``dls.cuda()``)."""
+        self._device = DeviceTransfer(device, self.options.pin_memory)
+        return self
+
+    @property
+    def device(self) -> Any:
+        """The torch device batches are delivered on (None: where the data is)."""
+        return None if self._device is None else self._device.device
+
     def one_batch(self) -> T:
         """The first batch of the current epoch, without starting an epoch.
 
@@ -533,3 +573,18 @@ class DataLoader(Generic[T]):
             f"shuffle={self.options.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
             f"output={self.options.output!r})"
         )
+
+
+@final
+class LoaderEpochs:
+    """What frameworks see as ``dl.sampler``: ``set_epoch`` sets the loader's next epoch."""
+
+    def __init__(self, loader: DataLoader[Any]) -> None:
+        self.loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        """The loader's :meth:`DataLoader.set_epoch`."""
+        self.loader.set_epoch(epoch)
+
+    def __repr__(self) -> str:
+        return f"LoaderEpochs(next epoch {self.loader._next_epoch})"

@@ -19,7 +19,8 @@ def assert_same(a: Any, b: Any, where: str = "batch") -> None:
     """``a`` and ``b`` equal in type, dtype, shape and value, recursively."""
     assert type(a) is type(b), f"{where}: {type(a)} != {type(b)}"
     if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a!r} != {b!r}"
+        assert a.dtype == b.dtype, f"{where}: {a!r} != {b!r}"
+        assert a.shape == b.shape, f"{where}: {a!r} != {b!r}"
         assert torch.equal(a, b), f"{where}: {a!r} != {b!r}"
     elif isinstance(a, dict):
         assert list(a) == list(b), f"{where}: keys {list(a)} != {list(b)}"
@@ -27,7 +28,7 @@ def assert_same(a: Any, b: Any, where: str = "batch") -> None:
             assert_same(a[k], b[k], f"{where}[{k!r}]")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), f"{where}: len {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"

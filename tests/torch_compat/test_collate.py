@@ -1,4 +1,4 @@
-"""Batches equal ``default_collate`` (``default_convert`` for ``batch_size=None``) for every type."""
+"""Batches equal ``default_collate`` (``default_convert`` for ``batch_size=None``), every type."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ ITEMS = {
     "namedtuple": lambda i: Point(i, np.array([i, i])),
     "nested": lambda i: {"a": [(i, {"b": np.arange(i, i + 2)})], "c": Point(1.5, "z")},
     "none_in_list": lambda i: [i],
+    "big_arrays": lambda i: {"a": np.full((64, 64), i, np.float32), "t": torch.full((90, 90), i)},
 }
 
 
@@ -59,8 +60,9 @@ def test_default_collate_and_convert(kind, batch_size):
     both(lambda cls: list(cls(Items(kind), batch_size)))
 
 
-@pytest.mark.parametrize("kind", ["numpy_array", "dict", "tensor"])
+@pytest.mark.parametrize("kind", ["numpy_array", "dict", "tensor", "big_arrays", "nested"])
 def test_collate_in_workers(kind):
+    """In workers, stacked tensors are written into shared memory (big ones into the slot)."""
     both(lambda cls: list(cls(Items(kind, 12), 4, num_workers=2)))
 
 
@@ -107,3 +109,6 @@ def test_tensor_dataset_fast_path_equals_default_collate():
     both(run)
     t = torch.arange(12).reshape(6, 2)
     both(lambda cls: list(cls(t, 4)))
+    for dtype in (np.float32, np.int16, np.uint8, np.bool_):
+        array = (np.arange(30).reshape(10, 3) % 3).astype(dtype)
+        both(lambda cls, a=array: list(cls(a, 4, num_workers=1)))

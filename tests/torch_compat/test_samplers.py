@@ -14,7 +14,7 @@ DATA = tud.TensorDataset(torch.arange(23.0), torch.arange(23))
 
 
 def epochs(dl, n=2):
-    return [[b for b in dl] for _ in range(n)]
+    return [list(dl) for _ in range(n)]
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 23, 30, None])
@@ -124,7 +124,7 @@ def test_attributes_resolved_as_torch():
 def test_attributes_cannot_be_reassigned(attr):
     def run(cls):
         dl = cls(DATA, 2)
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(ValueError, match="should not be set after") as info:
             setattr(dl, attr, None)
         dl.num_workers = 0  # others may be
         return str(info.value)

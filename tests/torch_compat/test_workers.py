@@ -194,7 +194,8 @@ def test_too_many_workers_warn_alike():
         return [str(w.message) for w in caught]
 
     messages = both(run)
-    assert messages and "worker processes in total" in messages[0]
+    assert messages
+    assert "worker processes in total" in messages[0]
 
 
 def test_pin_memory_without_accelerator_warns_alike():
@@ -224,3 +225,22 @@ def test_a_killed_worker_is_an_error_not_a_hang():
 
     with pytest.raises(RuntimeError):
         list(MiniDataLoader(Dies(), 1, num_workers=1, timeout=30))
+
+
+class TorchInfo(tud.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        info = tud.get_worker_info()
+        return -1 if info is None else info.id * 10 + info.num_workers
+
+
+def test_torch_worker_info_in_core_loader_process_workers():
+    """minibatcher.DataLoader's process workers answer torch's get_worker_info() too."""
+    import minibatcher
+
+    dl = minibatcher.DataLoader(TorchInfo(), 1, num_workers=2, output="numpy")
+    values = sorted(int(b[0]) for b in dl)
+    assert set(values) <= {2, 12}
+    assert -1 not in values

@@ -151,7 +151,7 @@ class DataLoader(Generic[T]):
 
     def __len__(self) -> int:
         if self._iterable:
-            length = self._IterableDataset_len_called = len(self.dataset)
+            length = self._IterableDataset_len_called = len(self.dataset)  # type: ignore[arg-type]
             if self.batch_size is not None:
                 size = self.batch_size
                 length = length // size if self.drop_last else math.ceil(length / size)
@@ -188,22 +188,20 @@ class DataLoader(Generic[T]):
         self._warn_pin_memory()
         if self.num_workers > 0 and not reuse:
             self.check_worker_number_rationality()
+        replay = None  # a resume under the global RNG: the saved state, then the user's
+        if restore_global is not None:
+            replay = torch.get_rng_state()
+            torch.set_rng_state(restore_global)  # a resume leaves the user's global RNG alone
         if sampler_iter is not None:
-            # torch's workers are sent prefetch_factor * num_workers indices at iter(); a resume
-            # draws (and skips) the received batches' indices now, under the saved RNG state.
+            # torch's workers are sent prefetch_factor * num_workers indices at iter(); without
+            # workers the sampler is read at the first next(), as torch reads it.
             ahead = (self.prefetch_factor or 0) * self.num_workers
-            if restore_global is not None:
-                ahead = max(ahead, 1)
-            indices: Iterator[Any] = enumerate(sampler_iter)
-            head = list(itertools.islice(indices, skip + ahead))
-            tasks: Iterator[Any] = (
-                (0, s, i, None) for s, i in itertools.chain(head[skip:], indices)
-            )
+            indices = _replayed(enumerate(sampler_iter), skip, replay)
+            head = list(itertools.islice(indices, ahead))
+            tasks: Iterator[Any] = ((0, s, i, None) for s, i in itertools.chain(head, indices))
         else:
             token = next(_iterations)
             tasks = ((0, s, token, None) for s in itertools.count())
-        if restore_global is not None:
-            torch.set_rng_state(restore_global)  # a resume leaves the global RNG alone
         results = self._run(tasks, skip)
         self._yielded = skip
         self._running = True
@@ -299,7 +297,7 @@ class DataLoader(Generic[T]):
         next iteration's order is the one an uninterrupted run would draw next."""
         if self._resume is not None:
             return dict(self._resume)
-        if self._running:
+        if self._running and not self._all_received():
             return {
                 "version": STATE_VERSION,
                 "batches_yielded": self._yielded,
@@ -315,6 +313,17 @@ class DataLoader(Generic[T]):
             "base_seed": self._base_seed,
             "drew_base_seed": not reuse,
         }
+
+    def _all_received(self) -> bool:
+        """Whether the user has every batch of the current iteration (then a checkpoint is one
+        of the epoch's end, as Lightning needs at the last batch: the next ``iter()`` starts the
+        next epoch, never an empty one)."""
+        if self._iterable:
+            return False
+        try:
+            return self._yielded >= len(self._index_sampler)
+        except TypeError:
+            return False
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Make the next ``iter()`` continue from ``state`` (of a loader built the same way).
@@ -353,6 +362,23 @@ class DataLoader(Generic[T]):
             f"minibatcher.torch.DataLoader(dataset={type(self.dataset).__name__}, "
             f"batch_size={self.batch_size}, num_workers={self.num_workers})"
         )
+
+
+def _replayed(indices: Iterator[Any], skip: int, rng: torch.Tensor | None) -> Iterator[Any]:
+    """``indices`` less the first ``skip``; where ``rng`` is given, the global RNG is ``rng``
+    while the skipped ones and the first kept one are drawn (a sampler draws its randomness at
+    its first index), and the user's again after."""
+    if rng is None:
+        yield from itertools.islice(indices, skip, None)
+        return
+    users = torch.get_rng_state()
+    torch.set_rng_state(rng)
+    try:
+        first = list(itertools.islice(indices, skip, skip + 1))
+    finally:
+        torch.set_rng_state(users)
+    yield from first
+    yield from indices
 
 
 def _inline_stream(work: IterableWork, tasks: Iterator[Any]) -> Iterator[Any]:
@@ -419,7 +445,7 @@ class _LoaderIter:
                 )
             warnings.warn(message, stacklevel=2)
         if self._pin_device is not None:
-            batch = _torch_pin_memory(batch, self._pin_device)
+            batch = _torch_pin_memory(batch, self._pin_device)  # type: ignore[no-untyped-call]
         if self._device is not None:
             batch = _to_device(batch, self._device)
         return batch

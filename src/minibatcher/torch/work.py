@@ -26,9 +26,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 from torch.utils.data._utils import worker as _torch_worker
+from torch.utils.data._utils.collate import collate as _torch_collate
+from torch.utils.data._utils.collate import collate_tensor_fn, default_collate_fn_map
 
 from ..transport.remote_error import RemoteError, capture, reraise
 from ..transport.replicated import EXHAUSTED
@@ -55,7 +58,8 @@ def _where(wid: int) -> str:
 
 def vectorised_fetch(dataset: Any, collate_fn: Any) -> Callable[[Any], Any] | None:
     """A one-call fetch equal to ``default_collate([dataset[i] for i in index])``, where the
-    dataset is a ``TensorDataset`` (a list of stacked tensors) or a tensor; else None."""
+    dataset is a ``TensorDataset`` (a list of stacked tensors), a tensor or a 2-d or more
+    numeric NumPy array; else None."""
     if collate_fn is not tud.default_collate:
         return None
     if type(dataset) is tud.TensorDataset:
@@ -63,7 +67,40 @@ def vectorised_fetch(dataset: Any, collate_fn: Any) -> Callable[[Any], Any] | No
         return lambda index: [t[torch.as_tensor(index)] for t in tensors]
     if type(dataset) is torch.Tensor and dataset.dim() > 0 and not dataset.requires_grad:
         return lambda index: dataset[torch.as_tensor(index)]
+    if type(dataset) is np.ndarray and dataset.ndim > 1 and dataset.dtype.kind in "biuf":
+        # default_collate of rows: torch.stack([torch.as_tensor(row), ...]), the same tensor
+        return lambda index: torch.as_tensor(dataset[np.asarray(index, dtype=np.int64)])
     return None
+
+
+_NUMPY_DTYPES = {
+    torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
+    torch.int8: np.int8, torch.int16: np.int16, torch.int32: np.int32, torch.int64: np.int64,
+    torch.uint8: np.uint8, torch.bool: np.bool_,
+}  # fmt: skip
+
+
+def slot_collate(data: list[Any], allocate: Callable[..., Any]) -> Any:
+    """``default_collate(data)`` with each stacked tensor written straight into the worker's
+    shared-memory slot (``allocate``), not into a torch shared-memory file that would then be
+    copied into the slot: the same tensors, one copy fewer."""
+
+    def stack(batch: list[Any], *, collate_fn_map: Any = None) -> Any:
+        elem = batch[0]
+        dtype = _NUMPY_DTYPES.get(elem.dtype)
+        plain = elem.layout is torch.strided and not elem.is_nested and elem.device.type == "cpu"
+        if dtype is None or not plain:
+            return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)
+        out = torch.from_numpy(allocate((len(batch), *elem.shape), dtype))
+        return torch.stack(batch, 0, out=out)
+
+    return _torch_collate(data, collate_fn_map={**default_collate_fn_map, torch.Tensor: stack})
+
+
+def _collate(collate_fn: Callable[..., Any], data: Any, allocate: Any) -> Any:
+    if allocate is not None and collate_fn is tud.default_collate:
+        return slot_collate(data, allocate)
+    return collate_fn(data)
 
 
 class MapWork:
@@ -92,7 +129,7 @@ class MapWork:
                 return self.collate_fn(dataset[index])
             getitems = getattr(dataset, "__getitems__", None)
             data = getitems(index) if getitems else [dataset[i] for i in index]
-            return self.collate_fn(data)
+            return _collate(self.collate_fn, data, allocate)
         except Exception as e:
             return Failed(e)
 
@@ -147,7 +184,7 @@ class IterableWork:
             if not data or (self.drop_last and len(data) < self.batch_size):
                 self._ended = True
                 return EXHAUSTED
-            return self.collate_fn(data)
+            return _collate(self.collate_fn, data, allocate)
         except StopIteration:
             self._ended = True
             return EXHAUSTED
@@ -180,9 +217,7 @@ class TorchWorkerInit:
         random.seed(seed)
         torch.manual_seed(seed)
         if "numpy" in sys.modules:
-            import numpy as np
-
-            np.random.seed(_torch_worker._generate_state(self.base_seed, worker_id))
+            np.random.seed(_torch_worker._generate_state(self.base_seed, worker_id))  # type: ignore[no-untyped-call]
         _torch_worker._worker_info = _torch_worker.WorkerInfo(
             id=worker_id, num_workers=self.num_workers, seed=seed, dataset=self.dataset
         )

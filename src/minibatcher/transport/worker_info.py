@@ -59,6 +59,22 @@ def set_worker_info(info: WorkerInfo | None, *, thread: bool) -> None:
         _thread_info.info = info
     else:
         _process_info = info
+        _mirror_to_torch(info)
+
+
+def _mirror_to_torch(info: WorkerInfo | None) -> None:
+    """In a worker process, make ``torch.utils.data.get_worker_info()`` answer too (when torch is
+    imported), so datasets written for torch split themselves in our workers. It sets the module
+    variable torch's public function reads; there is no public setter. Thread workers share one
+    process, whose torch variable cannot tell them apart: they are left out."""
+    torch = sys.modules.get("torch")
+    worker = getattr(getattr(getattr(torch, "utils", None), "data", None), "_utils", None)
+    worker = getattr(worker, "worker", None)
+    if worker is None or info is None:
+        return
+    worker._worker_info = worker.WorkerInfo(
+        id=info.id, num_workers=info.num_workers, seed=info.seed, dataset=info.dataset
+    )
 
 
 def worker_seed(seed: int, epoch: int, worker_id: int) -> int:
