@@ -199,6 +199,9 @@ class TorchWorkerInit:
     ``torch.initial_seed()`` is torch's ``base_seed + worker_id``.
     """
 
+    owns_worker_seeds = True
+    """The worker loop leaves the global generators to this (torch seeds once per worker)."""
+
     def __init__(
         self,
         dataset: Any,

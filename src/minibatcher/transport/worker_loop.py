@@ -26,7 +26,13 @@ from typing import Any, NoReturn
 
 from .remote_error import capture, note_failure
 from .shm import ResultPickler, ResultUnpickler, SlotWriter, WorkerSegments
-from .worker_info import WorkerInfo, seed_worker, set_worker_info, worker_seed
+from .worker_info import (
+    WorkerInfo,
+    get_worker_info,
+    seed_worker,
+    set_worker_info,
+    worker_seed,
+)
 
 HEADER = struct.Struct("<qqBqqd")  # run, message id, status, slot used, shm needed, s per batch
 OK, INIT_ERROR = 0, 2
@@ -134,10 +140,17 @@ def worker_main(
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     threading.Thread(target=_read_tasks, args=(task_r, inbox), daemon=True).start()
 
+    # An init function that seeds the worker itself (the torch facade's, which follows torch's
+    # seeding: once per worker, never per epoch) says so; the global generators are then its.
+    own_seeds = not getattr(init_fn, "owns_worker_seeds", False)
+
     def begin_epoch(epoch: int) -> None:
         base = worker_seed(seed, epoch, wid)
-        seed_worker(base)
-        set_worker_info(WorkerInfo(wid, num_workers, base, dataset), thread=False)
+        if own_seeds:
+            seed_worker(base)
+            set_worker_info(WorkerInfo(wid, num_workers, base, dataset), thread=False)
+        elif get_worker_info() is None:  # torch's worker info is the init function's
+            set_worker_info(WorkerInfo(wid, num_workers, base, dataset), thread=False)
 
     begin_epoch(epoch)
     if init_fn is not None:
