@@ -17,6 +17,17 @@ import numpy as np
 OUTPUTS = ("auto", "numpy", "torch", "jax")
 
 
+
+def as_mapping_type(kind: type, out: dict[Any, Any]) -> Any:
+    """``out`` as a mapping of type ``kind`` (OrderedDict, a user's Mapping) where that type can
+    be built from a dict, else the dict itself."""
+    if kind is dict:
+        return out
+    try:
+        return kind(out)
+    except TypeError:
+        return out
+
 def check_output(output: object) -> str:
     """Return ``output`` if it is a known output kind, else raise naming the argument."""
     if output not in OUTPUTS:
@@ -82,13 +93,7 @@ def _map_with_paths(batch: Any, fn: Callable[[Any, Any], Any], path: str | None)
 
     kind = type(batch)
     if kind is dict or isinstance(batch, Mapping):
-        out = {k: _map_with_paths(v, fn, sub(k)) for k, v in batch.items()}
-        if kind is dict:
-            return out
-        try:
-            return kind(out)
-        except TypeError:
-            return out
+        return as_mapping_type(kind, {k: _map_with_paths(v, fn, sub(k)) for k, v in batch.items()})
     if kind is tuple:
         return tuple(_map_with_paths(v, fn, sub(i)) for i, v in enumerate(batch))
     if isinstance(batch, tuple) and hasattr(kind, "_fields"):

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._typing import Allocator
 from ..errors import CollateError
+from .backends import as_mapping_type
 
 CollateFn = Callable[[Sequence[Any]], Any]
 RuleT = TypeVar("RuleT", bound=Callable[..., Any])
@@ -250,13 +251,7 @@ class Collator:
                     f"another item (of type {_types(items)}) does not"
                 ) from e
             out[key] = self.collate(values, (*path, key), allocate)
-        kind = type(first)
-        if kind is dict:
-            return out
-        try:
-            return kind(out)
-        except TypeError:
-            return out
+        return as_mapping_type(type(first), out)
 
     def _dataclasses(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
         first = items[0]
