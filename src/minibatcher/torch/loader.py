@@ -5,9 +5,12 @@ defaults, errors and attributes). Out: exactly torch's batches, in torch's order
 ``generator`` / ``torch.manual_seed`` state. State: the position in the current iteration and
 the RNG state it started from (``state_dict()``), for an exact resume.
 
-How it stays equal to torch: the arguments are checked by building a ``torch.utils.data.DataLoader``
-with them (no worker starts, no RNG is drawn), so every error is torch's own, and its resolved
-``sampler``, ``batch_sampler`` and ``collate_fn`` are used as they are. At ``iter()`` the RNG is
+How it stays equal to torch: it is a subclass of ``torch.utils.data.DataLoader`` whose
+``__init__`` is torch's own (no worker starts, no RNG is drawn), so every error, default and
+attribute is torch's, and the resolved ``sampler``, ``batch_sampler`` and ``collate_fn`` are used
+as they are; only ``__iter__`` is replaced. Being a torch DataLoader, it passes the
+``isinstance`` checks of the frameworks: Lightning re-instantiates it with a
+``DistributedSampler`` under DDP (the result is this class again, see the user guide). At ``iter()`` the RNG is
 consumed as torch consumes it: ``iter(index sampler)``, then one int64 draw for the workers' base
 seed (not again for persistent workers' later epochs). Batch ``i`` is computed by worker
 ``i % num_workers``, seeded as torch seeds it, with torch's ``get_worker_info()`` set. An
@@ -42,7 +45,6 @@ T = TypeVar("T")
 STATE_VERSION = 1
 _iterations = itertools.count()
 """Numbers the iterations of IterableDatasets (a worker starts a new iterator on a new one)."""
-_GUARDED = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
 
 
 def _rng_state(generator: torch.Generator | None) -> str:
@@ -59,8 +61,9 @@ def _set_rng_state(generator: torch.Generator | None, encoded: str) -> None:
 
 
 @final
-class DataLoader(Generic[T]):
-    """A drop-in ``torch.utils.data.DataLoader`` (same signature, batches and order).
+class DataLoader(tud.DataLoader[T]):
+    """A drop-in ``torch.utils.data.DataLoader`` (a subclass: same signature, batches and
+    order; ``isinstance(dl, torch.utils.data.DataLoader)`` holds).
 
     See ``torch.utils.data.DataLoader`` for the arguments. Additions: :meth:`state_dict` /
     :meth:`load_state_dict` (resume mid-iteration with any ``num_workers``), :meth:`close`,
@@ -75,8 +78,6 @@ class DataLoader(Generic[T]):
         >>> x.tolist(), y.dtype
         ([0.0, 1.0, 2.0, 3.0], torch.int64)
     """
-
-    __initialized = False
 
     def __init__(
         self,
@@ -99,31 +100,14 @@ class DataLoader(Generic[T]):
         pin_memory_device: str = "",
         in_order: bool = True,
     ) -> None:
-        # torch's own checks and defaults, by building torch's loader (cheap: nothing starts).
-        ref = tud.DataLoader(
+        # torch's own checks, defaults and attributes (nothing starts, no RNG is drawn)
+        super().__init__(
             dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
             pin_memory, drop_last, timeout, worker_init_fn, multiprocessing_context, generator,
             prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
             pin_memory_device=pin_memory_device, in_order=in_order,
         )  # fmt: skip
-        self.dataset = ref.dataset
-        self.batch_size: int | None = ref.batch_size
-        self.drop_last: bool = ref.drop_last
-        self.sampler = ref.sampler
-        self.batch_sampler = ref.batch_sampler
-        self.generator = ref.generator
-        self.num_workers: int = ref.num_workers
-        self.collate_fn = ref.collate_fn
-        self.pin_memory: bool = ref.pin_memory
-        self.pin_memory_device: str = ref.pin_memory_device
-        self.timeout: float = ref.timeout
-        self.worker_init_fn = ref.worker_init_fn
-        self.multiprocessing_context = ref.multiprocessing_context
-        self.prefetch_factor: int | None = ref.prefetch_factor
-        self.persistent_workers: bool = ref.persistent_workers
-        self.in_order: bool = ref.in_order
-        self._iterable = isinstance(ref.dataset, tud.IterableDataset)
-        self._IterableDataset_len_called: int | None = None
+        self._iterable = isinstance(self.dataset, tud.IterableDataset)
         self._workers: Any = None  # persistent workers' executor
         self._base_seed = 0
         self._yielded = 0  # batches the user received in the current iteration
@@ -131,39 +115,9 @@ class DataLoader(Generic[T]):
         self._start_rng: str | None = None  # the RNG state the current iteration started from
         self._drew_seed = True
         self._resume: dict[str, Any] | None = None
-        self.__initialized = True
-
-    def __setattr__(self, attr: str, value: Any) -> None:
-        if self.__initialized and attr in _GUARDED:
-            raise ValueError(
-                f"{attr} attribute should not be set after {type(self).__name__} is initialized"
-            )
-        super().__setattr__(attr, value)
-
-    # -- torch's rules ---------------------------------------------------------------------
-    @property
-    def _auto_collation(self) -> bool:
-        return self.batch_sampler is not None
-
-    @property
-    def _index_sampler(self) -> Any:
-        return self.batch_sampler if self._auto_collation else self.sampler
-
-    def __len__(self) -> int:
-        if self._iterable:
-            length = self._IterableDataset_len_called = len(self.dataset)  # type: ignore[arg-type]
-            if self.batch_size is not None:
-                size = self.batch_size
-                length = length // size if self.drop_last else math.ceil(length / size)
-            return length
-        return len(self._index_sampler)
-
-    def check_worker_number_rationality(self) -> None:
-        """Warn (torch's warning) when ``num_workers`` exceeds the CPUs this process may use."""
-        tud.DataLoader.check_worker_number_rationality(self)  # type: ignore[arg-type]
 
     # -- iteration ---------------------------------------------------------------------------
-    def __iter__(self) -> _LoaderIter:
+    def __iter__(self) -> _LoaderIter:  # type: ignore[override]
         resume, self._resume = self._resume, None
         reuse = self._workers is not None and not self._workers.closed
         generator = self.generator
@@ -410,7 +364,7 @@ class _LoaderIter:
         self._pin_device = loader._pin_device
         self._device = loader._device
 
-    def __iter__(self) -> _LoaderIter:
+    def __iter__(self) -> _LoaderIter:  # type: ignore[override]
         return self
 
     def __len__(self) -> int:
