@@ -260,7 +260,7 @@ class Accelerator(accelerate.Accelerator):  # type: ignore[misc]
     def prepare_data_loader(
         self, data_loader: Any, device_placement: bool | None = None, **kwargs: Any
     ) -> Any:
-        """``accelerate.Accelerator.prepare_data_loader``; minibatcher loaders by :func:`prepare`."""
+        """``accelerate.Accelerator.prepare_data_loader``; ours by :func:`prepare`."""
         if _ours(data_loader):
             return prepare(self, data_loader)
         return super().prepare_data_loader(data_loader, device_placement, **kwargs)

@@ -10,34 +10,39 @@ How it stays equal to torch: it is a subclass of ``torch.utils.data.DataLoader``
 attribute is torch's, and the resolved ``sampler``, ``batch_sampler`` and ``collate_fn`` are used
 as they are; only ``__iter__`` is replaced. Being a torch DataLoader, it passes the
 ``isinstance`` checks of the frameworks: Lightning re-instantiates it with a
-``DistributedSampler`` under DDP (the result is this class again, see the user guide). At ``iter()`` the RNG is
-consumed as torch consumes it: ``iter(index sampler)``, then one int64 draw for the workers' base
-seed (not again for persistent workers' later epochs). Batch ``i`` is computed by worker
-``i % num_workers``, seeded as torch seeds it, with torch's ``get_worker_info()`` set. An
-``IterableDataset`` is replicated into each worker (see ``transport/replicated.py``).
+``DistributedSampler`` under DDP (the result is this class again, see the user guide).
+
+At ``iter()`` the RNG is consumed as torch consumes it: ``iter(index sampler)``, then one
+int64 draw for the workers' base seed (not again for persistent workers' later epochs). Batch
+``i`` is computed by worker ``i % num_workers``, seeded as torch seeds it, with torch's
+``get_worker_info()`` set. An ``IterableDataset`` is replicated into each worker (see
+``transport/replicated.py``).
 
 What minibatcher adds, without changing a batch: shared-memory transport of the results, one
 vectorised fetch for ``TensorDataset`` and tensors, ``state_dict()`` / ``load_state_dict()`` (any
-``num_workers``), a dead worker reported instead of a hang.
+``num_workers``), ``stats`` (the core's ``LoaderStats``), a dead worker reported instead of a
+hang.
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
-import math
 import multiprocessing
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar, final
+from typing import Any, TypeVar, final
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 from torch.utils.data._utils.pin_memory import pin_memory as _torch_pin_memory
 
 from ..errors import StateError
+from ..profile import LoaderStats, Profiler
 from ..transport import InlineExecutor, ProcessExecutor
 from ..transport.replicated import ReplicatedExecutor, is_exhausted
+from ..verdict import LoaderFacts
 from .work import Failed, IterableWork, MapWork, TorchWorkerInit
 
 T = TypeVar("T")
@@ -115,6 +120,9 @@ class DataLoader(tud.DataLoader[T]):
         self._start_rng: str | None = None  # the RNG state the current iteration started from
         self._drew_seed = True
         self._resume: dict[str, Any] | None = None
+        self._profiler = Profiler()  # dl.stats
+        self._stats_work: Any = None
+        self._iterations = 0
 
     # -- iteration ---------------------------------------------------------------------------
     def __iter__(self) -> _LoaderIter:  # type: ignore[override]
@@ -167,20 +175,59 @@ class DataLoader(tud.DataLoader[T]):
         else:
             work = MapWork(self.dataset, self._auto_collation, self.collate_fn)
         if self.num_workers == 0:
+            executor: Any = InlineExecutor(work)
+            self._begin_stats(skip, executor, work)
             if self._iterable:
                 return _skip(_inline_stream(work, tasks), skip)
-            return InlineExecutor(work).run(tasks)
+            return executor.run(tasks)
         executor = self._workers
         if executor is None or executor.closed:
             executor = self._make_executor(work)
             if self.persistent_workers:
                 self._workers = executor
+        self._begin_stats(skip, executor, work)
         results = executor.run(tasks)
         if self._iterable:
             results = _skip(results, skip)
         if executor is self._workers:
             return results
         return _closing(results, executor)
+
+    # -- dl.stats (the core's Profiler; see profile.py) --------------------------------------
+    def _begin_stats(self, skip: int, executor: Any, work: Any) -> None:
+        self._stats_work = work
+        self._profiler.begin(
+            self._iterations, skip, lambda: self._yielded, self._regular_batch_size(), executor,
+            work,
+        )  # fmt: skip
+        self._iterations += 1
+
+    def _regular_batch_size(self) -> int | None:
+        """The size of every batch but the last, or None where sizes vary (then the profiler
+        counts every batch's items): a user's batch sampler, batches out of order, or the
+        replicas of an IterableDataset (each may end with a short batch)."""
+        if not self.in_order and self.num_workers > 1:
+            return None
+        if not self._auto_collation:
+            return 1  # batch_size=None: one item per "batch"
+        if self._iterable:
+            return self.batch_size if self.num_workers <= 1 else None
+        return self.batch_size if type(self.batch_sampler) is tud.BatchSampler else None
+
+    @property
+    def stats(self) -> LoaderStats:
+        """Where the latest iteration's time went (``minibatcher.profile.LoaderStats``, as the
+        core loader's ``dl.stats``): counts, stage times and a verdict; ``epoch`` is the number
+        of the iteration (0 for the first ``iter()``)."""
+        work = self._stats_work
+        self._profiler.collect(work)
+        facts = LoaderFacts(
+            num_workers=self.num_workers, worker_type="process",
+            prefetch=self.prefetch_factor or 0, fast_path=getattr(work, "fast", None) is not None,
+            batched_source=hasattr(self.dataset, "__getitems__"), has_transform=False,
+            torch_facade=True,
+        )  # fmt: skip
+        return self._profiler.snapshot(facts)
 
     def _make_executor(self, work: Any) -> ProcessExecutor:
         context = self.multiprocessing_context
@@ -363,8 +410,12 @@ class _LoaderIter:
         self._num_yielded = 0
         self._pin_device = loader._pin_device
         self._device = loader._device
+        self._stats = loader._profiler.current  # this iteration's recorder (dl.stats)
+        self._sample_at = -1 if self._stats is None else self._stats.sample_at
+        self._sampled: int | None = None  # the batch timed last, until the next request
+        self._last: Any = None
 
-    def __iter__(self) -> _LoaderIter:  # type: ignore[override]
+    def __iter__(self) -> _LoaderIter:
         return self
 
     def __len__(self) -> int:
@@ -372,15 +423,24 @@ class _LoaderIter:
 
     def __next__(self) -> Any:
         loader = self._loader
+        rec = self._stats
+        if self._sampled is not None and rec is not None:  # NOTE [ Sampled bookkeeping ]
+            self._sample_at = rec.resumed(self._sampled)
+            self._sampled = None
         try:
             _, batch = next(self._results)
         except StopIteration:
+            if loader._running and rec is not None and rec is loader._profiler.current:
+                rec.end(_first_field(self._last))
+                loader._profiler.collect(loader._stats_work, ended=True)
+            self._last = None
             loader._running = False
             raise
         except TimeoutError:
             raise RuntimeError(f"DataLoader timed out after {loader.timeout} seconds") from None
         if isinstance(batch, Failed):
             raise batch.exception()
+        seq = loader._yielded
         self._num_yielded += 1
         loader._yielded += 1
         expected = loader._IterableDataset_len_called
@@ -402,7 +462,24 @@ class _LoaderIter:
             batch = _torch_pin_memory(batch, self._pin_device)  # type: ignore[no-untyped-call]
         if self._device is not None:
             batch = _to_device(batch, self._device)
+        if rec is not None:
+            self._last = batch
+            if seq >= self._sample_at:
+                rec.ready(seq, _first_field(batch))
+                self._sampled = seq
         return batch
+
+
+def _first_field(batch: Any) -> Any:
+    """The part of a torch batch whose length is the number of items: ``default_collate``
+    makes a list of fields (one per element of the items' tuples), where the core's
+    ``batch_length`` would count the fields."""
+    while (
+        isinstance(batch, (list, tuple)) and batch
+        and isinstance(batch[0], (list, tuple, dict, torch.Tensor, np.ndarray))
+    ):  # fmt: skip
+        batch = batch[0]
+    return batch
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
