@@ -34,6 +34,7 @@ from .profile import NO_BATCH, LoaderStats, Profiler, regular_batch_size, unwrap
 from .progress import progress_bar, require_tqdm
 from .sources import IndexedSource, StreamSource, as_source
 from .transport import Executor, InlineExecutor, make_executor
+from .transport.owner import WorkersOwner
 from .verdict import LoaderFacts
 from .work import BatchWork
 
@@ -46,7 +47,7 @@ else:
 
 
 @final
-class DataLoader(Generic[T]):
+class DataLoader(WorkersOwner, Generic[T]):
     """Iterate over mini-batches of any collection; every ``iter()`` is a new epoch.
 
     Args:
@@ -413,28 +414,6 @@ class DataLoader(Generic[T]):
             self._workers = executor
             return True
         return False
-
-    def close(self) -> None:
-        """Stop persistent workers and release their shared memory (idempotent).
-
-        Iterators close their own workers when they end; call this (or use ``with``) when
-        ``persistent_workers=True``. A loader that is garbage-collected closes itself too.
-        """
-        workers, self._workers = self._workers, None
-        if workers is not None:
-            workers.close()
-
-    def __enter__(self) -> DataLoader[T]:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # A fallback only (see NOTE [ Shutdown ] in transport/processes.py): close() is the way.
-        workers = self.__dict__.get("_workers")
-        if workers is not None:
-            workers.close()
 
     @property
     def _finish_in_main(self) -> Callable[[Any, int, int], Any] | None:

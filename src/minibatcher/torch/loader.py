@@ -41,6 +41,7 @@ from torch.utils.data._utils.pin_memory import pin_memory as _torch_pin_memory
 from ..errors import StateError
 from ..profile import LoaderStats, Profiler
 from ..transport import InlineExecutor, ProcessExecutor
+from ..transport.owner import WorkersOwner
 from ..transport.replicated import ReplicatedExecutor, is_exhausted
 from ..verdict import LoaderFacts
 from .work import Failed, IterableWork, MapWork, TorchWorkerInit
@@ -66,7 +67,7 @@ def _set_rng_state(generator: torch.Generator | None, encoded: str) -> None:
 
 
 @final
-class DataLoader(tud.DataLoader[T]):
+class DataLoader(WorkersOwner, tud.DataLoader[T]):
     """A drop-in ``torch.utils.data.DataLoader`` (a subclass: same signature, batches and
     order; ``isinstance(dl, torch.utils.data.DataLoader)`` holds).
 
@@ -272,24 +273,6 @@ class DataLoader(tud.DataLoader[T]):
             return None
         accelerator = torch.accelerator.current_accelerator()
         return None if accelerator is None or accelerator.type == "mps" else accelerator.type
-
-    # -- lifecycle ----------------------------------------------------------------------------
-    def close(self) -> None:
-        """Stop persistent workers (idempotent); iterators stop their own workers."""
-        workers, self._workers = self._workers, None
-        if workers is not None:
-            workers.close()
-
-    def __enter__(self) -> DataLoader[T]:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        workers = self.__dict__.get("_workers")
-        if workers is not None:
-            workers.close()
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
