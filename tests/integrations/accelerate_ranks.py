@@ -20,6 +20,7 @@ import torch.utils.data as tud
 
 import minibatcher
 import minibatcher.accelerate as mba
+import minibatcher.errors
 import minibatcher.torch
 
 N, BATCH = 40, 4
@@ -65,8 +66,14 @@ def train(acc: Any, kind: str, report: dict[str, Any]) -> Any:
 def run(kind: str, out: Path) -> dict[str, Any]:
     report: dict[str, Any] = {}
     if kind in ("torch", "torch_facade_plain"):
-        dl = train(accelerate.Accelerator(cpu=True, gradient_accumulation_steps=4), kind, report)
+        acc = accelerate.Accelerator(cpu=True, gradient_accumulation_steps=4)
+        dl = train(acc, kind, report)
         report["type"] = type(dl).__name__
+        if kind == "torch_facade_plain":  # what accelerate returned is its loader, not ours
+            try:
+                mba.prepare(acc, dl)
+            except minibatcher.errors.ConfigError as e:
+                report["refused"] = "minibatcher.accelerate.Accelerator" in str(e)
         return report
     train(mba.Accelerator(cpu=True, gradient_accumulation_steps=4), kind, report)
 

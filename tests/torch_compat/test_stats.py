@@ -1,5 +1,6 @@
 """``dl.stats`` of minibatcher.torch.DataLoader: the core's LoaderStats, counted from torch's
-batches (lists of fields), for map-style and iterable datasets, inline and in workers."""
+batches (lists of fields), for map-style and iterable datasets, inline and in workers; and the
+facade as a torch DataLoader subclass with the core's lifecycle."""
 
 from __future__ import annotations
 
@@ -90,3 +91,15 @@ def test_verdict_names_only_torch_arguments() -> None:
     with_workers = verdict(1.0, 0.1, {"transport": 2.0}, workers, batches=10)
     assert "prefetch_factor (now 2)" in with_workers
     assert "worker_type" not in with_workers
+
+
+def test_is_a_torch_dataloader_with_the_cores_lifecycle() -> None:
+    """A torch subclass (the frameworks' isinstance checks); ``with`` stops persistent workers."""
+    with DataLoader(Pairs(), 10, num_workers=1, persistent_workers=True) as dl:
+        assert isinstance(dl, tud.DataLoader)
+        assert len(list(dl)) == 10
+        workers = dl._workers
+        assert workers is not None
+        assert not workers.closed
+    assert workers.closed
+    assert dl._workers is None
