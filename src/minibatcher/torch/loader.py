@@ -122,7 +122,7 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         self._resume: dict[str, Any] | None = None
         self._profiler = Profiler()  # dl.stats
         self._stats_work: Any = None
-        self._iterations = 0
+        self._iterations_begun = 0  # numbers dl.stats.epoch
 
     # -- iteration ---------------------------------------------------------------------------
     def __iter__(self) -> LoaderIter:  # type: ignore[override]
@@ -196,11 +196,10 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
     # -- dl.stats (the core's Profiler; see profile.py) --------------------------------------
     def _begin_stats(self, skip: int, executor: Any, work: Any) -> None:
         self._stats_work = work
-        self._profiler.begin(
-            self._iterations, skip, lambda: self._yielded, self._regular_batch_size(), executor,
-            work,
-        )  # fmt: skip
-        self._iterations += 1
+        size = self._regular_batch_size()
+        number = self._iterations_begun
+        self._profiler.begin(number, skip, lambda: self._yielded, size, executor, work)
+        self._iterations_begun += 1
 
     def _regular_batch_size(self) -> int | None:
         """The size of every batch but the last, or None where sizes vary (then the profiler
