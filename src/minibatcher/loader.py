@@ -31,6 +31,7 @@ from .plan import Planner, length_or_none
 from .profile import NO_BATCH, LoaderStats, Profiler, regular_batch_size, unwrap_skipped
 from .progress import progress_bar, require_tqdm
 from .sources import IndexedSource, as_source
+from .transport.owner import WorkersOwner
 from .verdict import LoaderFacts
 from .work import BatchWork
 
@@ -43,7 +44,7 @@ else:
 
 
 @final
-class DataLoader(Generic[T]):
+class DataLoader(WorkersOwner, Generic[T]):
     """Iterate over mini-batches of any collection; every ``iter()`` is a new epoch.
 
     Args:
@@ -346,23 +347,8 @@ class DataLoader(Generic[T]):
         self._profiler.collect(self.work)
         return self._profiler.snapshot(LoaderFacts.of(self._executors.options(self), self.work))
 
-    def close(self) -> None:
-        """Stop persistent workers and release their shared memory (idempotent).
-
-        Iterators close their own workers when they end; call this (or use ``with``) when
-        ``persistent_workers=True``. A loader that is garbage-collected closes itself too.
-        """
-        self._executors.close()
-
-    def __enter__(self) -> DataLoader[T]:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # A fallback only (see NOTE [ Shutdown ] in transport/processes.py): close() is the way.
-        executors = self.__dict__.get("_executors")
+    def _release_workers(self) -> None:
+        executors = self.__dict__.get("_executors")  # absent if __init__ raised
         if executors is not None:
             executors.close()
 
