@@ -14,7 +14,9 @@ are only ever read. Two encodings, chosen per item:
   copy, against ~10 us for unpickling an array);
 - anything else is stored as its pickle.
 
-A worker decodes the items of its batch, which are new, private, short-lived objects. Under
+(A list of records, flat dicts with the same keys and scalar values, is stored column by column
+instead: ``sources/compact_records.py``.) A worker decodes the items of its batch, which are
+new, private, short-lived objects. Under
 spawn/forkserver it also makes the dataset cheaper to send. The loader uses it automatically
 for a plain ``list``/``tuple`` dataset of at least :data:`COMPACT_MIN_ITEMS` items when workers
 are processes, and only where it pays (:func:`_compacting_pays`: not for lists of arrays or
@@ -22,14 +24,23 @@ tensors, whose buffers copy-on-read leaves shared); items that cannot be pickled
 as it is. Items come back equal to the
 originals, as copies (as with any process worker).
 
-NOTE [ Compact copies stay current ]: the loader keeps one compact copy per loader and, before
-each epoch's workers start, :meth:`CompactSequence.refresh` compares it with the list by item
-identity (``is``; the copy holds a reference to every item it encoded, in the main process only,
-so an identity cannot be reused by a new object). Items replaced, added, removed or reordered
-since are re-encoded, and only they (a full rebuild when more than a quarter changed). Cost: ~10
-ns an item per epoch when nothing changed. An item mutated *in place* (a dict's value set, an
-array written into) keeps its identity and is not re-encoded: assign a new object
-(``data[i] = new``), or use ``worker_type="thread"``, to have process workers see it.
+NOTE [ Compact copies stay current ]: each epoch sees the list as it is at ``iter()``, as with
+0 workers, threads and torch. The loader keeps one compact copy per loader and, before each
+epoch's workers start, refreshes it (:meth:`CompactSequence.refresh`, exact, no sampling):
+
+- items replaced, added, removed or reordered are found by identity (``is``: the copy holds a
+  reference to every item it encoded, in the main process only, so an identity cannot be
+  reused by a new object): ~10 ns an item;
+- items that can change in place without a new identity (anything but scalars, ``str``,
+  ``bytes`` and tuples or frozensets of them) are re-encoded and compared with their stored
+  bytes: a dict's value set, a list appended to, a nested container changed, an array written
+  into (or reshaped) are all seen. This costs what encoding costs, about a pickle per item;
+- lists of records (flat dicts of scalars, ``sources/compact_records.py``) are re-encoded
+  column by column, a C loop per column.
+
+Changed items are re-encoded (a full rebuild when more than a quarter changed). Persistent
+workers are the exception, like torch's: they were forked (or sent the data) once, and keep
+serving the list as it was when they started, whatever happens to it later.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from .base import IndexedSource
+from .compact_records import CompactRecords
 from .sequence import SequenceSource
 
 COMPACT_MIN_ITEMS = 10_000
@@ -62,6 +74,37 @@ def _raw_array(item: Any) -> bool:
     )
 
 
+_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None), range})
+"""Exact types whose values cannot change (immutable, and holding nothing mutable)."""
+FROZEN_DEPTH = 4
+"""Tuples and frozensets nested deeper than this are treated as mutable (re-encoded)."""
+
+
+def _chunks(items: list[Any]) -> list[bytes]:
+    """Each item's encoding: a raw array's bytes, else its pickle."""
+    dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
+    return [item.tobytes() if _raw_array(item) else dumps(item, protocol) for item in items]
+
+
+def _frozen_flags(items: list[Any]) -> np.ndarray:
+    """Which items can never change in place: scalars, tuples and frozensets of them."""
+    types = list(map(type, items))
+    flags = np.fromiter(map(_SCALARS.__contains__, types), dtype=bool, count=len(items))
+    for i in np.flatnonzero(~flags).tolist():
+        if types[i] is tuple or types[i] is frozenset:
+            flags[i] = _deeply_frozen(items[i], 1)
+    return flags
+
+
+def _deeply_frozen(item: Any, depth: int) -> bool:
+    kind = type(item)
+    if kind in _SCALARS:
+        return True
+    if (kind is tuple or kind is frozenset) and depth <= FROZEN_DEPTH:
+        return all(_deeply_frozen(x, depth + 1) for x in item)
+    return False
+
+
 class CompactSequence:
     """A read-only sequence stored as one byte buffer and tables describing each item."""
 
@@ -79,6 +122,7 @@ class CompactSequence:
         self.dtype_index = np.zeros(n, dtype=np.int16)
         self.ndims = np.zeros(n, dtype=np.int8)
         self.dims = np.zeros((n, 1), dtype=np.int64)
+        self._frozen = np.zeros(n, dtype=bool)  # main process only (NOTE above)
         chunks = self._encode(self._refs, np.arange(n))
         sizes = np.fromiter(map(len, chunks), dtype=np.int64, count=n)
         self._set_buffer(np.frombuffer(b"".join(chunks), dtype=np.uint8))
@@ -89,10 +133,8 @@ class CompactSequence:
 
     def _encode(self, items: list[Any], positions: np.ndarray) -> list[bytes]:
         """The bytes of each item; fills the tables at ``positions``."""
-        dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
-        chunks = [
-            item.tobytes() if _raw_array(item) else dumps(item, protocol) for item in items
-        ]
+        chunks = _chunks(items)
+        self._frozen[positions] = _frozen_flags(items)
         raw = [i for i, item in enumerate(items) if type(item) is np.ndarray and _raw_array(item)]
         if not raw:
             self.kinds[positions] = PICKLED
@@ -129,9 +171,11 @@ class CompactSequence:
         """Bring the copy up to date with ``items`` (NOTE [ Compact copies stay current ])."""
         refs, n = self._refs, len(items)
         common = min(n, len(refs))
-        changed = np.flatnonzero(
-            np.fromiter(map(operator.is_not, items, refs), dtype=bool, count=common)
-        )
+        replaced = np.fromiter(map(operator.is_not, items, refs), dtype=bool, count=common)
+        suspects = np.flatnonzero(~replaced & ~self._frozen[:common])
+        if len(suspects):  # may have been changed in place: compare their encodings
+            replaced[suspects[self._stale(suspects.tolist())]] = True
+        changed = np.flatnonzero(replaced)
         added = n - common
         if len(changed) + max(added, 0) > n // 4 or n < len(refs):
             self._encode_all(items)
@@ -153,6 +197,22 @@ class CompactSequence:
             else:
                 refs.append(item)
 
+    def _stale(self, positions: list[int]) -> np.ndarray:
+        """Which of the (unreplaced) items at ``positions`` no longer encode as stored."""
+        refs, view, kinds, starts, stops = self._refs, self._view, self.kinds, self.starts, self.stops
+        stale = np.zeros(len(positions), dtype=bool)
+        for k, (i, chunk) in enumerate(zip(positions, _chunks([refs[i] for i in positions]),
+                                           strict=True)):
+            raw = _raw_array(refs[i])
+            if raw != (kinds[i] == RAW) or view[starts[i] : stops[i]] != chunk:
+                stale[k] = True
+            elif raw:  # same bytes: the dtype or shape may have been set in place
+                array = refs[i]
+                stale[k] = self._dtypes[self.dtype_index[i]] != array.dtype or (
+                    self.dims[i, : self.ndims[i]].tolist() != list(array.shape)
+                )
+        return stale
+
     def _grow(self, n: int) -> None:
         """Room in the tables for ``n`` items (the new rows are filled by the caller)."""
         old = len(self.kinds)
@@ -164,6 +224,7 @@ class CompactSequence:
         self.dims = np.concatenate([self.dims, np.zeros((n - old, self.dims.shape[1]), np.int64)])
         self.starts = np.resize(self.starts, n)
         self.stops = np.resize(self.stops, n)
+        self._frozen = np.resize(self._frozen, n)
 
     # -- decoding (workers) ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -198,12 +259,13 @@ class CompactSequence:
 
     def __getstate__(self) -> dict[str, Any]:
         return {
-            k: v for k, v in self.__dict__.items() if k not in ("_refs", "_view", "_dtype_codes")
+            k: v for k, v in self.__dict__.items() if k not in ("_refs", "_view", "_dtype_codes", "_frozen")
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._refs = []
+        self._frozen = np.zeros(0, dtype=bool)
         self._dtype_codes = {}
         self._set_buffer(self.buffer)
 
@@ -218,6 +280,9 @@ def compact_source(source: IndexedSource) -> IndexedSource | None:
         return None
     if len(data) < COMPACT_MIN_ITEMS or not _compacting_pays(data):
         return None
+    records = CompactRecords.encode(data)
+    if records is not None:
+        return SequenceSource(records)
     try:
         return SequenceSource(CompactSequence(data))
     except Exception:  # unpicklable items: keep the list (fork still works)
@@ -259,9 +324,11 @@ def refresh_source(compacted: IndexedSource, source: IndexedSource | None) -> bo
     current items; False if it cannot be (the caller then compacts anew)."""
     compact = getattr(compacted, "data", None)
     data: Any = getattr(source, "data", None)
-    if not isinstance(compact, CompactSequence) or type(data) not in (list, tuple):
+    if type(data) not in (list, tuple) or len(data) < COMPACT_MIN_ITEMS:
         return False
-    if len(data) < COMPACT_MIN_ITEMS:
+    if isinstance(compact, CompactRecords):
+        return compact.refresh(data)
+    if not isinstance(compact, CompactSequence):
         return False
     try:
         compact.refresh(data)

@@ -1,0 +1,172 @@
+"""Compact storage for a list of records: flat dicts with the same keys and scalar values.
+
+The commonest large Python list in training code is a list of rows such as
+``{"id": 7, "label": 3, "weight": 0.5, "path": "a/b.png"}``. :class:`CompactRecords` stores it
+column by column, in NumPy arrays that forked workers only ever read (see
+``sources/compact.py`` for why a list of objects is not read as it is):
+
+- ``int`` (within int64), ``float`` and ``bool`` columns as int64, float64 and bool arrays;
+- ``str`` and ``bytes`` columns as one ``str`` (or ``bytes``) holding all the rows' values back
+  to back, and a NumPy array of offsets (one object: a worker that slices it writes only to
+  its header's page);
+- a column that is ``None`` in every row as nothing at all.
+
+Only lists where every item is exactly a ``dict`` with the same keys in the same order, all
+``str``, and every column holds values of one of these exact types qualify
+(:meth:`CompactRecords.encode` returns None otherwise, and the list is stored as pickles).
+A decoded row is a new dict equal to the original, with the same key order and exact value
+types (``True`` stays a bool, ``1`` an int, ``-0.0`` and NaN payloads keep their bits).
+
+Why a layout of its own: every step is a C loop over a column instead of a pickle per item.
+Measured on 100,000 rows of three columns (``benchmarks/compact_list.py``): encoding is several
+times faster than pickling each row (which is what delays the first batch: the copy is made
+before the workers start), and decoding a batch is a gather per column and one ``dict(zip())``
+per row instead of an unpickling per row.
+
+Exact refresh: :meth:`CompactRecords.refresh` re-encodes the whole list before each epoch
+(NOTE [ Compact copies stay current ] in ``sources/compact.py``). The encoding is the complete
+content of every row, so a value set in place (``data[i]["label"] = 3``), a key added or
+removed, or a row replaced is always seen; the cost is the encoding's, a C loop per column
+(about a tenth of a microsecond per value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from collections import deque
+from itertools import repeat
+from operator import itemgetter, setitem
+from typing import Any
+
+import numpy as np
+
+NUMERIC_DTYPES: dict[type, type] = {int: np.int64, float: np.float64, bool: np.bool_}
+"""Exact value type -> the NumPy dtype its column is stored as."""
+NONE_TYPE = type(None)
+
+
+class Column:
+    """One key's values: a NumPy array (numbers), or one ``str``/``bytes`` holding every row's
+    value back to back with the offsets where each starts (strings and bytes)."""
+
+    __slots__ = ("kind", "offsets", "values")
+
+    def __init__(self, kind: type, values: Any, offsets: np.ndarray | None) -> None:
+        self.kind = kind
+        self.values = values  # a NumPy array, or one str or bytes object
+        self.offsets = offsets  # row i's value is values[offsets[i]:offsets[i + 1]]
+
+    def take(self, positions: np.ndarray, count: int) -> list[Any]:
+        """The values at ``positions`` (non-negative, in range) as Python objects."""
+        if self.offsets is None:
+            if self.kind is NONE_TYPE:
+                return [None] * count
+            return self.values[positions].tolist()  # type: ignore[no-any-return]
+        starts = self.offsets[positions].tolist()
+        stops = self.offsets[positions + 1].tolist()
+        return list(map(self.values.__getitem__, map(slice, starts, stops)))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (values and offsets)."""
+        held = self.values.nbytes if isinstance(self.values, np.ndarray) else len(self.values)
+        return held + (0 if self.offsets is None else self.offsets.nbytes)
+
+    def __getstate__(self) -> tuple[type, Any, np.ndarray | None]:
+        return (self.kind, self.values, self.offsets)
+
+    def __setstate__(self, state: tuple[type, Any, np.ndarray | None]) -> None:
+        self.kind, self.values, self.offsets = state
+
+
+def encode_column(values: list[Any]) -> Column | None:
+    """``values`` as a column, or None when they are not all of one supported exact type."""
+    kinds = set(map(type, values))
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    n = len(values)
+    if kind in NUMERIC_DTYPES:
+        try:
+            return Column(kind, np.fromiter(values, NUMERIC_DTYPES[kind], n), None)
+        except OverflowError:  # an int beyond int64
+            return None
+    if kind is NONE_TYPE:
+        return Column(kind, None, None)
+    if kind is str:
+        joined: str | bytes = "".join(values)
+    elif kind is bytes:
+        joined = b"".join(values)
+    else:
+        return None
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, values), np.int64, n), out=offsets[1:])
+    return Column(kind, joined, offsets)
+
+
+def encode_columns(items: Sequence[Any]) -> tuple[tuple[str, ...], list[Column]] | None:
+    """The keys and columns of ``items``, or None if they are not records (module doc)."""
+    if not len(items) or set(map(type, items)) != {dict}:
+        return None
+    keys = tuple(items[0])
+    if not keys or set(map(type, keys)) != {str}:
+        return None
+    if not all(map(keys.__eq__, map(tuple, items))):
+        return None
+    columns = []
+    for key in keys:
+        column = encode_column(list(map(itemgetter(key), items)))
+        if column is None:
+            return None
+        columns.append(column)
+    return keys, columns
+
+
+class CompactRecords:
+    """A read-only list of records (module doc) stored column by column."""
+
+    def __init__(self, keys: tuple[str, ...], columns: list[Column], length: int) -> None:
+        self.keys = keys
+        self.columns = columns
+        self.length = length
+
+    @classmethod
+    def encode(cls, items: Sequence[Any]) -> CompactRecords | None:
+        """The compact copy of ``items``, or None if they are not records."""
+        encoded = encode_columns(items)
+        return None if encoded is None else cls(*encoded, len(items))
+
+    def refresh(self, items: Sequence[Any]) -> bool:
+        """Re-encode ``items`` (module doc: exact); False if they are no longer records."""
+        encoded = encode_columns(items)
+        if encoded is None:
+            return False
+        self.keys, self.columns = encoded
+        self.length = len(items)
+        return True
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The rows at ``indices``: a gather per column, then its values set into the rows
+        (a C loop per column: faster than one ``dict(zip(keys, row))`` per row)."""
+        positions = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = self.length
+        if len(positions) and (positions.min() < 0 or positions.max() >= n):
+            if positions.min() < -n or positions.max() >= n:
+                bad = positions[(positions < -n) | (positions >= n)][0]
+                raise IndexError(f"index {bad} out of range for a sequence of length {n}")
+            positions = np.where(positions < 0, positions + n, positions)
+        count = len(positions)
+        rows: list[dict[str, Any]] = [{} for _ in range(count)]
+        for key, column in zip(self.keys, self.columns, strict=True):
+            deque(map(setitem, rows, repeat(key), column.take(positions, count)), maxlen=0)
+        return rows
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])[0]
+
+    def __repr__(self) -> str:
+        size = sum(column.nbytes for column in self.columns)
+        return f"CompactRecords(len={self.length}, keys={list(self.keys)}, bytes={size})"
