@@ -48,6 +48,7 @@ from __future__ import annotations
 import operator
 import pickle
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -76,23 +77,27 @@ def _raw_array(item: Any) -> bool:
 
 _SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None), range})
 """Exact types whose values cannot change (immutable, and holding nothing mutable)."""
+_NESTING = frozenset({tuple, frozenset})
+"""Immutable containers: frozen if what they hold is."""
 FROZEN_DEPTH = 4
 """Tuples and frozensets nested deeper than this are treated as mutable (re-encoded)."""
 
 
 def _chunks(items: list[Any]) -> list[bytes]:
     """Each item's encoding: a raw array's bytes, else its pickle."""
-    dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
-    return [item.tobytes() if _raw_array(item) else dumps(item, protocol) for item in items]
+    protocol = pickle.HIGHEST_PROTOCOL
+    if not any(map(isinstance, items, repeat(np.ndarray))):  # no arrays: one C loop
+        return list(map(pickle.dumps, items, repeat(protocol)))
+    return [item.tobytes() if _raw_array(item) else pickle.dumps(item, protocol) for item in items]
 
 
 def _frozen_flags(items: list[Any]) -> np.ndarray:
     """Which items can never change in place: scalars, tuples and frozensets of them."""
     types = list(map(type, items))
     flags = np.fromiter(map(_SCALARS.__contains__, types), dtype=bool, count=len(items))
-    for i in np.flatnonzero(~flags).tolist():
-        if types[i] is tuple or types[i] is frozenset:
-            flags[i] = _deeply_frozen(items[i], 1)
+    nested = np.fromiter(map(_NESTING.__contains__, types), dtype=bool, count=len(items))
+    for i in np.flatnonzero(nested).tolist():
+        flags[i] = _deeply_frozen(items[i], 1)
     return flags
 
 
@@ -100,7 +105,7 @@ def _deeply_frozen(item: Any, depth: int) -> bool:
     kind = type(item)
     if kind in _SCALARS:
         return True
-    if (kind is tuple or kind is frozenset) and depth <= FROZEN_DEPTH:
+    if kind in _NESTING and depth <= FROZEN_DEPTH:
         return all(_deeply_frozen(x, depth + 1) for x in item)
     return False
 
@@ -135,7 +140,9 @@ class CompactSequence:
         """The bytes of each item; fills the tables at ``positions``."""
         chunks = _chunks(items)
         self._frozen[positions] = _frozen_flags(items)
-        raw = [i for i, item in enumerate(items) if type(item) is np.ndarray and _raw_array(item)]
+        arrays = map(isinstance, items, repeat(np.ndarray))
+        candidates = np.flatnonzero(np.fromiter(arrays, dtype=bool, count=len(items))).tolist()
+        raw = [i for i in candidates if _raw_array(items[i])]
         if not raw:
             self.kinds[positions] = PICKLED
             return chunks
@@ -174,7 +181,7 @@ class CompactSequence:
         replaced = np.fromiter(map(operator.is_not, items, refs), dtype=bool, count=common)
         suspects = np.flatnonzero(~replaced & ~self._frozen[:common])
         if len(suspects):  # may have been changed in place: compare their encodings
-            replaced[suspects[self._stale(suspects.tolist())]] = True
+            replaced[suspects[self._stale(suspects)]] = True
         changed = np.flatnonzero(replaced)
         added = n - common
         if len(changed) + max(added, 0) > n // 4 or n < len(refs):
@@ -197,19 +204,24 @@ class CompactSequence:
             else:
                 refs.append(item)
 
-    def _stale(self, positions: list[int]) -> np.ndarray:
-        """Which of the (unreplaced) items at ``positions`` no longer encode as stored."""
-        refs, view, kinds, starts, stops = self._refs, self._view, self.kinds, self.starts, self.stops
-        stale = np.zeros(len(positions), dtype=bool)
-        for k, (i, chunk) in enumerate(zip(positions, _chunks([refs[i] for i in positions]),
-                                           strict=True)):
-            raw = _raw_array(refs[i])
-            if raw != (kinds[i] == RAW) or view[starts[i] : stops[i]] != chunk:
-                stale[k] = True
-            elif raw:  # same bytes: the dtype or shape may have been set in place
-                array = refs[i]
-                stale[k] = self._dtypes[self.dtype_index[i]] != array.dtype or (
-                    self.dims[i, : self.ndims[i]].tolist() != list(array.shape)
+    def _stale(self, positions: np.ndarray) -> np.ndarray:
+        """Which of the (unreplaced) items at ``positions`` no longer encode as stored (C loops
+        over the items; a Python step only for arrays, whose dtype and shape are compared)."""
+        refs = self._refs
+        items = [refs[i] for i in positions.tolist()]
+        slices = map(slice, self.starts[positions].tolist(), self.stops[positions].tolist())
+        stored = map(self._view.__getitem__, slices)
+        count = len(items)
+        stale = ~np.fromiter(map(operator.eq, stored, _chunks(items)), dtype=bool, count=count)
+        arrays = np.fromiter(map(isinstance, items, repeat(np.ndarray)), dtype=bool, count=count)
+        for k in np.flatnonzero(arrays | (self.kinds[positions] == RAW)).tolist():
+            i, item = int(positions[k]), items[k]
+            if not _raw_array(item):
+                stale[k] |= self.kinds[i] == RAW
+            else:  # same bytes: the dtype or shape may have been set in place
+                stale[k] |= self.kinds[i] != RAW or (
+                    self._dtypes[self.dtype_index[i]] != item.dtype
+                    or self.dims[i, : self.ndims[i]].tolist() != list(item.shape)
                 )
         return stale
 
