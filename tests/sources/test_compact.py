@@ -172,3 +172,24 @@ def test_records_refresh_sees_values_set_in_place_and_gives_up_when_no_longer_re
     assert records.__getitems__([3, 20]) == [rows[3], rows[20]]
     rows[4]["id"] = None
     assert not records.refresh(rows)
+
+
+def test_tuple_and_scalar_rows_are_stored_by_columns_and_checked_by_identity() -> None:
+    from minibatcher.sources.compact_records import CompactRecords
+
+    pairs: list[Any] = [(f"img/{i}.png", i % 7, i % 2 == 0) for i in range(30)]
+    names: list[Any] = [f"file-{i}" for i in range(30)]
+    for rows in (pairs, names):
+        records = CompactRecords.encode(rows)
+        assert records is not None
+        got = records.__getitems__([5, 0, -1])
+        assert got == [rows[5], rows[0], rows[-1]]
+        assert [type(x) for x in got] == [type(rows[0])] * 3
+        assert records.refresh(rows)  # unchanged: identity only
+        rows[4] = rows[4] + "!" if isinstance(rows[4], str) else ("new", 1, True)
+        rows.append(rows[1])
+        assert records.refresh(rows)
+        assert records.__getitems__(list(range(len(rows)))) == rows
+    assert CompactRecords.encode([(1, 2), (1, 2, 3)]) is None
+    assert CompactRecords.encode([(1, [2])]) is None
+    assert CompactRecords.encode([1, "a"]) is None
