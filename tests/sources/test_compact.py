@@ -133,9 +133,9 @@ def test_records_round_trip_with_exact_types_and_bits() -> None:
     assert records[-1]["i"] == rows[-1]["i"]
     assert records.__getitems__([-30, 29])[0]["i"] == rows[0]["i"]
     assert pickle.loads(pickle.dumps(records))[3]["s"] == rows[3]["s"]
-    with pytest.raises(IndexError, match="index 30 out of range"):
+    with pytest.raises(IndexError, match="index 30 is out of bounds"):
         records[30]
-    with pytest.raises(IndexError, match="index -31 out of range"):
+    with pytest.raises(IndexError, match="index -31 is out of bounds"):
         records.__getitems__([0, -31])
 
 

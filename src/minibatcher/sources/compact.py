@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import IndexArray
 from .base import IndexedSource
 from .compact_records import CompactRecords
 from .sequence import SequenceSource
@@ -270,9 +271,8 @@ class CompactSequence:
         return [decode(i, a, b) for i, a, b in zip(indices, starts, stops, strict=True)]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            k: v for k, v in self.__dict__.items() if k not in ("_refs", "_view", "_dtype_codes", "_frozen")
-        }
+        local = ("_refs", "_view", "_dtype_codes", "_frozen")  # main process only, or rebuilt
+        return {k: v for k, v in self.__dict__.items() if k not in local}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -285,6 +285,13 @@ class CompactSequence:
         return f"CompactSequence(len={len(self)}, bytes={self.buffer.nbytes})"
 
 
+class CompactRecordsSource(SequenceSource):
+    """A :class:`CompactRecords` as a source: the batch's index array goes to it as it is."""
+
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        return self.data.rows(indices)
+
+
 def compact_source(source: IndexedSource) -> IndexedSource | None:
     """A compact copy of ``source`` if it is a large plain list or tuple of picklable items."""
     data: Any = getattr(source, "data", None)
@@ -294,7 +301,7 @@ def compact_source(source: IndexedSource) -> IndexedSource | None:
         return None
     records = CompactRecords.encode(data)
     if records is not None:
-        return SequenceSource(records)
+        return CompactRecordsSource(records)
     try:
         return SequenceSource(CompactSequence(data))
     except Exception:  # unpicklable items: keep the list (fork still works)
