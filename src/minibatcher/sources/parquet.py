@@ -26,8 +26,6 @@ at least ``2 * buffer_size / rows per group + 1``.
 from __future__ import annotations
 
 import bisect
-import collections
-import contextlib
 import os
 import threading
 from collections.abc import Iterable
@@ -37,6 +35,7 @@ import numpy as np
 
 from .._typing import Allocator, IndexArray
 from .base import IndexedSource
+from .row_groups import Columns, GroupCache
 
 _NUMERIC = ("int", "uint", "float", "double", "bool", "halffloat")
 _NESTED = ("list", "large_list", "fixed_size_list", "struct", "map", "dictionary")
@@ -58,7 +57,11 @@ class ParquetSource(IndexedSource):
     batched = True
 
     def __init__(
-        self, data: Any, *, columns: Iterable[str] | None = None, cache_row_groups: int = 8
+        self,
+        data: Any,
+        *,
+        columns: Iterable[str] | None = None,
+        cache_row_groups: int = 8,
     ) -> None:
         super().__init__(data)
         if isinstance(cache_row_groups, bool) or not isinstance(cache_row_groups, int) or (
@@ -67,7 +70,7 @@ class ParquetSource(IndexedSource):
             raise ValueError(f"cache_row_groups must be a positive int, got {cache_row_groups!r}")
         self.cache_row_groups = cache_row_groups
         self._handle, self._paths, self._filesystem = _files_of(data)
-        self._local = _Local()
+        self._readers = _Readers()
         metas = [self._open(i).metadata for i in range(len(self._paths))]
         schema = self._open(0).schema_arrow
         self.columns = list(schema.names) if columns is None else list(columns)
@@ -82,28 +85,45 @@ class ParquetSource(IndexedSource):
         self._bounds: list[int] = self._starts.tolist()
         self._kinds = {name: _kind(schema.field(name).type, name, metas) for name in self.columns}
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
+        self._cache = GroupCache(self._decode, cache_row_groups)
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        batch = self.fetch_batch(indices, np.empty)  # an allocator: copies, never views
+        return [{name: col[i] for name, col in batch.items()} for i in range(len(indices))]
+
     def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
-        if len(indices):  # the common, sequential case: all rows in the first row's group
-            starts = self._bounds
-            group = bisect.bisect_right(starts, int(indices[0])) - 1
-            local = indices - starts[group]
+        """The batch of rows ``indices``. Consecutive rows of one row group, without
+        ``allocate``, are views of the decoded group (each row lent once, so the batch is the
+        user's to change, as from an in-memory table); other batches are gathered copies."""
+        n = len(indices)
+        if n:  # the common cases: all rows in the first row's group, often consecutive
+            first = indices.item(0)
+            bounds = self._bounds
+            group = bisect.bisect_right(bounds, first) - 1
+            start = bounds[group]
+            lo = first - start
+            hi = lo + n
+            if (
+                hi <= bounds[group + 1] - start
+                and indices.item(-1) == first + n - 1
+                and (n < 3 or indices.tobytes() == _range_bytes(first, n))
+            ):  # rows lo .. hi - 1 of one group: a slice of it
+                return self._slice_one(group, lo, hi, allocate)
+            local = indices - start
             # one reduction checks both ends: a negative offset is huge as unsigned
-            if int(local.view(np.uint64).max()) < starts[group + 1] - starts[group]:
+            if int(local.view(np.uint64).max()) < bounds[group + 1] - start:
                 return self._gather_one(group, local, allocate)
         groups = np.searchsorted(self._starts, indices, side="right") - 1
         out: dict[str, Any] = {}
-        n = len(indices)
         for name, kind in self._kinds.items():
             out[name] = None if kind in ("array", "float") else [None] * n
         for group in np.unique(groups).tolist():
             where = np.flatnonzero(groups == group)
             local = indices[where] - self._starts[group]
-            decoded = self._decoded(group)
-            for name, column in decoded.items():
+            for name, column in self._unlent(group, local).items():
                 if isinstance(column, np.ndarray):
                     if out[name] is None:
                         shape = (n, *column.shape[1:])
@@ -117,13 +137,33 @@ class ParquetSource(IndexedSource):
                         target[position] = column[row]
         return out
 
-    def fetch_items(self, indices: IndexArray) -> list[Any]:
-        batch = self.fetch_batch(indices)
-        return [{name: col[i] for name, col in batch.items()} for i in range(len(indices))]
-
-    def _gather_one(self, group: int, local: IndexArray, allocate: Allocator | None) -> Any:
+    def _slice_one(
+        self, group: int, lo: int, hi: int, allocate: Allocator | None
+    ) -> dict[str, Any]:
+        """Rows ``lo .. hi - 1`` of one group: views of its decoded columns, lent (without
+        ``allocate``: each row lent once, see ``Decoded.lend``), or copies into ``allocate``."""
+        decoded = self._cache.get(group)
+        if allocate is None:
+            if not decoded.lend(lo, hi):  # lent before: the user may have changed them
+                decoded = self._cache.fresh(group)
+                decoded.lend(lo, hi)
+            return {name: column[lo:hi] for name, column in decoded.columns.items()}
+        if decoded.lent(lo, hi):
+            decoded = self._cache.fresh(group)
         out: dict[str, Any] = {}
-        for name, column in self._decoded(group).items():
+        for name, column in decoded.columns.items():
+            if type(column) is list:
+                out[name] = column[lo:hi]
+            else:
+                out[name] = allocate((hi - lo, *column.shape[1:]), column.dtype)
+                out[name][...] = column[lo:hi]
+        return out
+
+    def _gather_one(
+        self, group: int, local: IndexArray, allocate: Allocator | None
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, column in self._unlent(group, local).items():
             if isinstance(column, np.ndarray):
                 if allocate is None:
                     out[name] = column[local]
@@ -134,28 +174,25 @@ class ParquetSource(IndexedSource):
                 out[name] = [column[i] for i in local.tolist()]
         return out
 
-    def _decoded(self, group: int) -> dict[str, Any]:
-        """Row group ``group`` decoded into columns, from this process's LRU cache."""
-        local = self._here()
-        cache = local.cache
-        hit = cache.get(group)
-        if hit is not None:  # no lock on a hit: a group evicted meanwhile is still whole
-            with contextlib.suppress(KeyError):
-                cache.move_to_end(group)
-            return hit
+    def _unlent(self, group: int, local: IndexArray) -> Columns:
+        """The columns of ``group``, decoded afresh if any of rows ``local`` was lent."""
+        decoded = self._cache.get(group)
+        if decoded.lent(int(local.min()), int(local.max()) + 1):
+            decoded = self._cache.fresh(group)
+        return decoded.columns
+
+    def _decode(self, group: int) -> Columns:
+        """Row group ``group`` read and decoded into columns (NumPy arrays or lists). Arrow
+        decodes the columns in parallel on its own threads (``use_threads``: the GIL is free
+        meanwhile), which measured faster than a read-ahead thread of ours on two busy cores."""
         file_index, row_group = self._groups[group]
         reader = self._open(file_index)
         if self._handle is not None:  # the user's one reader: shared, so reads take turns
             with _HANDLE_LOCK:
-                table = reader.read_row_group(row_group, columns=self.columns, use_threads=False)
+                table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
         else:
-            table = reader.read_row_group(row_group, columns=self.columns, use_threads=False)
-        decoded = {name: _convert(table.column(name), self._kinds[name]) for name in self.columns}
-        with local.lock:
-            cache[group] = decoded
-            while len(cache) > self.cache_row_groups:
-                cache.popitem(last=False)
-        return decoded
+            table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
+        return {name: _convert(table.column(name), self._kinds[name]) for name in self.columns}
 
     def _open(self, file_index: int) -> Any:
         """This process's reader of file ``file_index`` (opened on first use)."""
@@ -180,12 +217,12 @@ class ParquetSource(IndexedSource):
                     local.readers.pop(own.pop(0)).close()
         return reader
 
-    def _here(self) -> _Local:
-        """This process's readers and cache (a forked worker opens its own files: a reader's
-        state and a lock held at fork time must not be shared)."""
-        local = self._local
+    def _here(self) -> _Readers:
+        """This process's readers (a forked worker opens its own files: a reader's state and a
+        lock held at fork time must not be shared)."""
+        local = self._readers
         if local.pid != os.getpid():
-            local = self._local = _Local()
+            local = self._readers = _Readers()
         return local
 
     def __getstate__(self) -> dict[str, Any]:
@@ -196,12 +233,13 @@ class ParquetSource(IndexedSource):
                 "fork or thread workers"
             )
         state = dict(self.__dict__)
-        del state["_local"]
+        del state["_readers"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._local = _Local()
+        self._readers = _Readers()
+        self._cache.decode = self._decode  # the unpickled cache's bound method is this copy's
 
     def __repr__(self) -> str:
         return (
@@ -216,14 +254,13 @@ _OPEN_FILES = 16
 _HANDLE_LOCK = threading.Lock()
 
 
-class _Local:
-    """One process's open readers and decoded row groups (a forked child makes its own)."""
+class _Readers:
+    """One process's open readers (a forked child opens its own)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.readers: dict[tuple[int, int], Any] = {}
-        self.cache: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
 
 
 def _files_of(data: Any) -> tuple[Any, list[str], Any]:
@@ -283,8 +320,24 @@ def _may_hold_nulls(name: str, metas: list[Any]) -> bool:
 
 
 def _convert(column: Any, kind: str) -> Any:
-    if kind == "array":
-        return column.to_numpy()
+    """A decoded column as NumPy (writable: batches may be views of it) or a list."""
+    if kind not in ("array", "float"):
+        return column.to_pylist()
+    if kind == "array" and column.num_chunks == 1:  # no nulls: the decoded buffer itself
+        chunk = column.chunk(0)
+        data = chunk.buffers()[1]
+        dtype = np.dtype(chunk.type.to_pandas_dtype())
+        if data is not None and data.is_mutable and dtype.kind in "iuf" and (
+            dtype.itemsize * 8 == chunk.type.bit_width
+        ):
+            return np.frombuffer(data, dtype)[chunk.offset : chunk.offset + len(chunk)]
+    array = column.to_numpy()
     if kind == "float":
-        return column.to_numpy().astype(np.float64, copy=False)
-    return column.to_pylist()
+        array = array.astype(np.float64, copy=False)
+    return array if array.flags.writeable else array.copy()
+
+
+def _range_bytes(first: int, n: int) -> bytes:
+    """The bytes of the int64 indices ``first .. first + n - 1``: a batch equal to them is
+    consecutive (one memcmp: cheaper than any NumPy reduction over the batch)."""
+    return np.arange(first, first + n, dtype=np.int64).tobytes()

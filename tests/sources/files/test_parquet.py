@@ -112,7 +112,7 @@ def test_memory_is_bounded_by_the_row_group_cache(files: list[str]) -> None:
     source = ParquetSource(files, cache_row_groups=2)
     for group in range(8):
         source.fetch_batch(np.array([7 * group % ROWS]))
-    assert len(source._local.cache) == 2
+    assert len(source._cache.cached_groups()) == 2
 
 
 def test_resume_at_every_batch(files: list[str]) -> None:
