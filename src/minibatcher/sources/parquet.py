@@ -86,35 +86,35 @@ class ParquetSource(IndexedSource):
         self._kinds = {name: _kind(schema.field(name).type, name, metas) for name in self.columns}
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
         self._cache = GroupCache(self._decode, cache_row_groups)
+        self._all_arrays = all(kind in ("array", "float") for kind in self._kinds.values())
+        self._hot: tuple[int, int, int, bytes] = (0, 0, 0, b"")
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
     def fetch_items(self, indices: IndexArray) -> list[Any]:
-        batch = self.fetch_batch(indices, np.empty)  # an allocator: copies, never views
+        batch = self.fetch_batch(indices)
         return [{name: col[i] for name, col in batch.items()} for i in range(len(indices))]
 
     def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
-        """The batch of rows ``indices``. Consecutive rows of one row group, without
-        ``allocate``, are views of the decoded group (each row lent once, so the batch is the
-        user's to change, as from an in-memory table); other batches are gathered copies."""
+        """The batch of rows ``indices``: consecutive rows of one row group are copied from a
+        slice of it, other rows gathered, from the decoded groups they are in."""
         n = len(indices)
         if n:  # the common cases: all rows in the first row's group, often consecutive
             first = indices.item(0)
-            bounds = self._bounds
-            group = bisect.bisect_right(bounds, first) - 1
-            start = bounds[group]
-            lo = first - start
-            hi = lo + n
+            hot = self._hot  # the last group read: (start, stop, group, its row numbers' bytes)
+            if not hot[0] <= first < hot[1]:
+                hot = self._hot = self._group_of(first)
+            start, stop, group, rows = hot
             if (
-                hi <= bounds[group + 1] - start
+                first + n <= stop
                 and indices.item(-1) == first + n - 1
-                and (n < 3 or indices.tobytes() == _range_bytes(first, n))
-            ):  # rows lo .. hi - 1 of one group: a slice of it
-                return self._slice_one(group, lo, hi, allocate)
+                and (n < 3 or indices.tobytes() == rows[(first - start) * 8 : (first - start + n) * 8])
+            ):  # consecutive: rows lo .. hi - 1 of the group
+                return self._slice_one(group, first - start, first - start + n, allocate)
             local = indices - start
             # one reduction checks both ends: a negative offset is huge as unsigned
-            if int(local.view(np.uint64).max()) < bounds[group + 1] - start:
+            if int(local.view(np.uint64).max()) < stop - start:
                 return self._gather_one(group, local, allocate)
         groups = np.searchsorted(self._starts, indices, side="right") - 1
         out: dict[str, Any] = {}
@@ -123,7 +123,7 @@ class ParquetSource(IndexedSource):
         for group in np.unique(groups).tolist():
             where = np.flatnonzero(groups == group)
             local = indices[where] - self._starts[group]
-            for name, column in self._unlent(group, local).items():
+            for name, column in self._cache.get(group).items():
                 if isinstance(column, np.ndarray):
                     if out[name] is None:
                         shape = (n, *column.shape[1:])
@@ -137,23 +137,28 @@ class ParquetSource(IndexedSource):
                         target[position] = column[row]
         return out
 
+    def _group_of(self, row: int) -> tuple[int, int, int, bytes]:
+        """``(start, stop, group, bytes of the int64 row numbers start .. stop - 1)`` of the
+        group holding ``row``: a batch whose bytes equal a slice of them is consecutive (one
+        memcmp, cheaper than any NumPy reduction over the batch)."""
+        group = bisect.bisect_right(self._bounds, row) - 1
+        start, stop = self._bounds[group], self._bounds[group + 1]
+        return start, stop, group, np.arange(start, stop, dtype=np.int64).tobytes()
+
     def _slice_one(
         self, group: int, lo: int, hi: int, allocate: Allocator | None
     ) -> dict[str, Any]:
-        """Rows ``lo .. hi - 1`` of one group: views of its decoded columns, lent (without
-        ``allocate``: each row lent once, see ``Decoded.lend``), or copies into ``allocate``."""
-        decoded = self._cache.get(group)
-        if allocate is None:
-            if not decoded.lend(lo, hi):  # lent before: the user may have changed them
-                decoded = self._cache.fresh(group)
-                decoded.lend(lo, hi)
-            return {name: column[lo:hi] for name, column in decoded.columns.items()}
-        if decoded.lent(lo, hi):
-            decoded = self._cache.fresh(group)
+        """Rows ``lo .. hi - 1`` of one group: copies of slices of its decoded columns (a
+        memcpy; copies, so that the batch is the user's and the cache serves later epochs)."""
+        columns = self._cache.get(group)
+        if allocate is None and self._all_arrays:
+            return {name: column[lo:hi].copy() for name, column in columns.items()}
         out: dict[str, Any] = {}
-        for name, column in decoded.columns.items():
+        for name, column in columns.items():
             if type(column) is list:
                 out[name] = column[lo:hi]
+            elif allocate is None:
+                out[name] = column[lo:hi].copy()
             else:
                 out[name] = allocate((hi - lo, *column.shape[1:]), column.dtype)
                 out[name][...] = column[lo:hi]
@@ -163,7 +168,7 @@ class ParquetSource(IndexedSource):
         self, group: int, local: IndexArray, allocate: Allocator | None
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, column in self._unlent(group, local).items():
+        for name, column in self._cache.get(group).items():
             if isinstance(column, np.ndarray):
                 if allocate is None:
                     out[name] = column[local]
@@ -173,13 +178,6 @@ class ParquetSource(IndexedSource):
             else:
                 out[name] = [column[i] for i in local.tolist()]
         return out
-
-    def _unlent(self, group: int, local: IndexArray) -> Columns:
-        """The columns of ``group``, decoded afresh if any of rows ``local`` was lent."""
-        decoded = self._cache.get(group)
-        if decoded.lent(int(local.min()), int(local.max()) + 1):
-            decoded = self._cache.fresh(group)
-        return decoded.columns
 
     def _decode(self, group: int) -> Columns:
         """Row group ``group`` read and decoded into columns (NumPy arrays or lists). Arrow
@@ -320,24 +318,10 @@ def _may_hold_nulls(name: str, metas: list[Any]) -> bool:
 
 
 def _convert(column: Any, kind: str) -> Any:
-    """A decoded column as NumPy (writable: batches may be views of it) or a list."""
-    if kind not in ("array", "float"):
-        return column.to_pylist()
-    if kind == "array" and column.num_chunks == 1:  # no nulls: the decoded buffer itself
-        chunk = column.chunk(0)
-        data = chunk.buffers()[1]
-        dtype = np.dtype(chunk.type.to_pandas_dtype())
-        if data is not None and data.is_mutable and dtype.kind in "iuf" and (
-            dtype.itemsize * 8 == chunk.type.bit_width
-        ):
-            return np.frombuffer(data, dtype)[chunk.offset : chunk.offset + len(chunk)]
-    array = column.to_numpy()
+    """A decoded column as NumPy (numeric; a view of Arrow's buffer where it can be) or a list.
+    Batches are copied out of it, so it is never handed to the user."""
+    if kind == "array":
+        return column.to_numpy()
     if kind == "float":
-        array = array.astype(np.float64, copy=False)
-    return array if array.flags.writeable else array.copy()
-
-
-def _range_bytes(first: int, n: int) -> bytes:
-    """The bytes of the int64 indices ``first .. first + n - 1``: a batch equal to them is
-    consecutive (one memcmp: cheaper than any NumPy reduction over the batch)."""
-    return np.arange(first, first + n, dtype=np.int64).tobytes()
+        return column.to_numpy().astype(np.float64, copy=False)
+    return column.to_pylist()
