@@ -49,9 +49,17 @@ class ParquetSource(IndexedSource):
             a path or a list of paths.
         columns: the columns to read (default: all of the first file's).
         cache_row_groups: decoded row groups kept per process (the memory bound).
+        streaming: read the rows as a stream of row groups: with the loader's
+            ``shuffle=True``, each epoch puts the row groups in a random order and shuffles
+            the rows within blocks of ``shuffle_buffer`` positions
+            (:class:`~minibatcher.samplers.ShardShuffleSampler`), computed per batch: memory
+            does not grow with the number of rows, and reads stay within a few row groups.
+            Without it, ``shuffle=True`` is a uniform shuffle of all rows.
 
     Attributes:
         row_group_sizes: the row count of every row group, in row order (files in order).
+        shard_sizes: ``row_group_sizes`` with ``streaming=True`` (the groups the loader's
+            shuffle keeps together), else None.
     """
 
     batched = True
@@ -62,13 +70,17 @@ class ParquetSource(IndexedSource):
         *,
         columns: Iterable[str] | None = None,
         cache_row_groups: int = 8,
+        streaming: bool = False,
     ) -> None:
         super().__init__(data)
         if isinstance(cache_row_groups, bool) or not isinstance(cache_row_groups, int) or (
             cache_row_groups < 1
         ):
             raise ValueError(f"cache_row_groups must be a positive int, got {cache_row_groups!r}")
+        if not isinstance(streaming, bool):
+            raise ValueError(f"streaming must be a bool, got {streaming!r}")
         self.cache_row_groups = cache_row_groups
+        self.streaming = streaming
         self._handle, self._paths, self._filesystem = _files_of(data)
         self._readers = _Readers()
         metas = [self._open(i).metadata for i in range(len(self._paths))]
@@ -81,6 +93,7 @@ class ParquetSource(IndexedSource):
                   for g in range(m.num_row_groups)]
         self._groups = [(f, g) for f, g, _ in groups]
         self.row_group_sizes = [rows for _, _, rows in groups]
+        self.shard_sizes = self.row_group_sizes if streaming else None
         self._starts = np.concatenate([[0], np.cumsum(self.row_group_sizes)]).astype(np.int64)
         self._bounds: list[int] = self._starts.tolist()
         self._kinds = {name: _kind(schema.field(name).type, name, metas) for name in self.columns}
@@ -242,7 +255,8 @@ class ParquetSource(IndexedSource):
     def __repr__(self) -> str:
         return (
             f"ParquetSource(files={max(1, len(self._paths))}, rows={len(self)}, "
-            f"row_groups={len(self.row_group_sizes)}, columns={self.columns})"
+            f"row_groups={len(self.row_group_sizes)}, columns={self.columns}"
+            f"{', streaming=True' if self.streaming else ''})"
         )
 
 
