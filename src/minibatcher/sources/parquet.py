@@ -119,12 +119,13 @@ class ParquetSource(IndexedSource):
             if not hot[0] <= first < hot[1]:
                 hot = self._hot = self._group_of(first)
             start, stop, group, rows = hot
+            lo, hi = first - start, first - start + n
             if (
                 first + n <= stop
                 and indices.item(-1) == first + n - 1
-                and (n < 3 or indices.tobytes() == rows[(first - start) * 8 : (first - start + n) * 8])
+                and (n < 3 or indices.tobytes() == rows[lo * 8 : hi * 8])
             ):  # consecutive: rows lo .. hi - 1 of the group
-                return self._slice_one(group, first - start, first - start + n, allocate)
+                return self._slice_one(group, lo, hi, allocate)
             local = indices - start
             # one reduction checks both ends: a negative offset is huge as unsigned
             if int(local.view(np.uint64).max()) < stop - start:

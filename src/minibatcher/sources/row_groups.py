@@ -14,6 +14,7 @@ decoded groups per process.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -67,10 +68,8 @@ class GroupCache:
                 while len(cache) > self.size:
                     cache.popitem(last=False)
         else:  # no lock on a hit: a group evicted meanwhile is still whole
-            try:
+            with contextlib.suppress(KeyError):
                 cache.move_to_end(group)
-            except KeyError:
-                pass
         local.last = (group, hit)
         return hit
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from files_helpers import check_exact_resume, check_exactly_once, epoch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from files_helpers import check_exact_resume, check_exactly_once, epoch
 
 from minibatcher import DataLoader, collate
 from minibatcher.samplers import ShardShuffleSampler
@@ -190,7 +191,7 @@ def test_streaming_decodes_each_row_group_once_per_epoch(files: list[str]) -> No
 
 # -- the batched fetch: every kind of index batch gives the in-memory table's rows ------------
 @pytest.fixture(scope="module")
-def in_memory(files: list[str]) -> object:
+def in_memory(files: list[str]) -> Any:
     return as_source(pa.concat_tables([pq.read_table(p) for p in files]))
 
 
@@ -198,7 +199,7 @@ def in_memory(files: list[str]) -> object:
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_batch_equals_the_in_memory_rows(
-    files: list[str], in_memory: ParquetSource, runs: list[tuple[int, int]]
+    files: list[str], in_memory: Any, runs: list[tuple[int, int]]
 ) -> None:
     """Runs of consecutive rows (within a group, across groups, alone or mixed with others)."""
     source = ParquetSource(files, cache_row_groups=2)
