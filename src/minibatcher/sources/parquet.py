@@ -8,8 +8,10 @@ an item is one row ``{column: value}``. State: none.
 What the files say is enough to index them: the footer of each file gives its row groups and
 their row counts, read once in the main process at construction. A batch's rows are grouped by
 row group; each needed row group is read and decoded whole (the unit Parquet compresses), kept in
-a small least-recently-used cache of ``cache_row_groups`` decoded groups per process, and the
-rows are gathered from it. Memory is bounded by that cache, whatever the file's size.
+a small least-recently-used cache of ``cache_row_groups`` decoded groups per process
+(``row_groups.py``), and the rows copied from it: consecutive rows of one group (reading in
+order) as one slice per column, others gathered. Memory is bounded by that cache, whatever the
+file's size.
 
 Workers open the files themselves: a pickled source carries paths (and the pyarrow filesystem),
 never open readers. A ``ParquetFile`` object has no path, so its reader is shared by threads and
@@ -17,10 +19,11 @@ forked workers (both safe: reads are positioned) but cannot be sent to spawned w
 says to pass the path instead).
 
 Random access costs a row group decode per miss: with ``shuffle=True`` over a file of many row
-groups most batches touch many groups. A shard shuffle keeps the reads local (the row groups in
-a random order, each row moved at most ``buffer_size`` places):
-``sampler=ShardShuffleSampler(source.row_group_sizes, buffer_size)``, with ``cache_row_groups``
-at least ``2 * buffer_size / rows per group + 1``.
+groups most batches touch many groups. ``streaming=True`` keeps the reads local instead: the
+loader's shuffle then puts the row groups in a random order and shuffles rows within blocks of
+``shuffle_buffer`` positions (:class:`~minibatcher.samplers.ShardShuffleSampler`, computed per
+batch, nothing per row materialised), and a cache of ``shuffle_buffer / rows per group + 2``
+groups decodes each group once per epoch.
 """
 
 from __future__ import annotations
