@@ -313,13 +313,12 @@ class DataLoader(WorkersOwner, Generic[T]):
             results = executor.run(tasks)
             if self._device is not None:
                 results = self._device.run(results)
+            if finish is not None and self.options.on_error == "skip":  # see state.py
+                results = _state.past_empty_batches(results, finish, progress, NO_BATCH)
+                finish = None
             for _seq, batch in results:
                 if finish is not None:
                     batch = finish(batch, epoch, _seq)
-                    if batch is NO_BATCH:  # on_error="skip" left out all its items
-                        progress.above.add(_seq)
-                        progress.advance()
-                        continue
                 # The batch is the user's once yielded: record it first (one compare, one write).
                 if _seq == progress.next_batch:
                     progress.next_batch = _seq + 1
