@@ -36,9 +36,7 @@ def make_loader(kind: str, distributed: bool = False) -> Any:
         extra = {} if distributed else {"num_replicas": 1, "rank": 0}
         sampler = tud.DistributedSampler(ds, shuffle=True, seed=0, **extra)
         return minibatcher.torch.DataLoader(ds, BATCH, sampler=sampler)
-    return minibatcher.DataLoader(
-        ds, BATCH, shuffle=True, seed=0, shard="auto" if distributed else None
-    )
+    return minibatcher.DataLoader(ds, BATCH, shuffle=True, seed=0)  # shards by default in DDP
 
 
 def loader_epoch(loader: Any) -> int:
