@@ -41,9 +41,11 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import accelerate
+import torch.utils.data
 from accelerate.data_loader import DataLoaderStateMixin
 from accelerate.utils import send_to_device
 
+from .distributed import split_by_rank_already
 from .errors import ConfigError, StateError
 from .loader import DataLoader as CoreLoader
 from .torch import DataLoader as TorchLoader
@@ -87,6 +89,13 @@ class RankBatches:
 
 
 def _shard_torch_loader(dl: TorchLoader[Any], rank: int, world_size: int) -> TorchLoader[Any]:
+    if isinstance(dl.dataset, torch.utils.data.IterableDataset):
+        raise ConfigError(
+            "a minibatcher.torch.DataLoader over an IterableDataset "
+            f"({type(dl.dataset).__name__}) cannot be split into ranks by batches: make each "
+            "rank read its own share (datasets.distributed.split_dataset_by_node, or "
+            "torch.distributed.get_rank() in __iter__)"
+        )
     if dl.batch_sampler is None:
         raise ConfigError(
             "a minibatcher.torch.DataLoader with batch_size=None (or over an IterableDataset) "
@@ -212,10 +221,13 @@ def prepare(accelerator: Any, loader: Any) -> AcceleratedLoader:
             f"({hint}), got {type(loader).__name__}"
         )
     world, rank = accelerator.num_processes, accelerator.process_index
-    if isinstance(loader, TorchLoader) and world > 1:
-        distributed = type(loader.sampler).__name__ == "DistributedSampler"
-        if not distributed:
-            loader = _shard_torch_loader(loader, rank, world)
+    # a DistributedSampler, also inside a user's batch sampler, or data split by node: already
+    # this rank's share (splitting it again would leave 1 / world**2 of the data)
+    if (
+        isinstance(loader, TorchLoader) and world > 1
+        and not split_by_rank_already(loader.sampler, loader.batch_sampler, loader.dataset)
+    ):  # fmt: skip
+        loader = _shard_torch_loader(loader, rank, world)
     prepared = AcceleratedLoader(accelerator, loader)
     accelerator.register_for_checkpointing(prepared)
     return prepared

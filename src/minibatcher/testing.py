@@ -63,7 +63,9 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
     reference = _run_epochs(first, epochs)
     # in_order=False: batches arrive in any order, each exactly once; compare each epoch's
     # batches as a multiset, not their arrival order.
-    unordered = getattr(getattr(first, "options", None), "in_order", True) is False
+    # (the core's options.in_order; minibatcher.torch.DataLoader's in_order attribute)
+    in_order = getattr(getattr(first, "options", first), "in_order", True)
+    unordered = in_order is False
     _close(first)
     count = len(reference[0])
     expected_all = [b for epoch in reference for b in epoch]
@@ -88,13 +90,13 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
     # Before any iter(): the whole run.
     fresh = make_loader()
     state = fresh.state_dict()
-    start_epoch = state["loader"]["epoch"]
+    start_epoch = _epoch(state)
     _close(fresh)
 
     def rest_of_run(resumed: Any, state: dict[str, Any]) -> list[Any]:
         """The batches of the epochs a restored loader still owes (a state taken at the last
         batch of an epoch already points at the next one)."""
-        left = epochs - (state["loader"]["epoch"] - start_epoch)
+        left = epochs - (_epoch(state) - start_epoch)
         return [b for epoch in _run_epochs(resumed, left) for b in epoch]
 
     before = restore(state)
@@ -137,6 +139,13 @@ def check_resume(make_loader: Callable[[], Any], every: int = 1, epochs: int = 2
     stops.append("after the epoch ended")
     _close(resumed)
     return ResumeReport(count, tuple(stops), sizes[0])
+
+
+def _epoch(state: Mapping[str, Any]) -> int:
+    """The epoch a state resumes in: the core loader's ``state["loader"]["epoch"]``, or
+    ``state["epoch"]`` (``minibatcher.torch.DataLoader``: the number of its iteration)."""
+    loader = state.get("loader")
+    return int(loader["epoch"] if isinstance(loader, Mapping) else state.get("epoch", 0))
 
 
 def _close(*loaders: Any) -> None:

@@ -51,7 +51,7 @@ class LoaderIter:
             self._sample_at = rec.resumed(self._sampled)
             self._sampled = None
         try:
-            _, batch = next(self._results)
+            position, batch = next(self._results)
         except StopIteration:
             if loader._running and rec is not None and rec is loader._profiler.current:
                 rec.end(_first_field(self._last))
@@ -65,7 +65,7 @@ class LoaderIter:
             raise batch.exception()
         seq = loader._yielded
         self._num_yielded += 1
-        loader._yielded += 1
+        loader._received(position)
         expected = loader._IterableDataset_len_called
         if loader._iterable and expected is not None and self._num_yielded > expected:
             message = (

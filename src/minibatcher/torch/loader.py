@@ -116,6 +116,9 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         self._workers: Any = None  # persistent workers' executor
         self._base_seed = 0
         self._yielded = 0  # batches the user received in the current iteration
+        self._prefix = 0  # batches 0 .. _prefix - 1 of the iteration are all received
+        self._beyond: set[int] = set()  # received batches above _prefix (in_order=False)
+        self._sampler_iter: Any = None  # the current iteration's index-sampler iterator
         self._running = False
         self._start_rng: str | None = None  # the RNG state the current iteration started from
         self._drew_seed = True
@@ -145,6 +148,7 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
             self._drew_seed = True
             self._base_seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator))
         skip = 0 if resume is None else int(resume["batches_yielded"])
+        beyond = set() if resume is None else {int(s) for s in resume.get("received_beyond", ())}
         if self.num_workers == 0 and self.timeout != 0:
             raise AssertionError("_SingleProcessDataLoaderIter requires timeout == 0")
         self._warn_pin_memory()
@@ -160,12 +164,16 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
             ahead = (self.prefetch_factor or 0) * self.num_workers
             indices = _replayed(enumerate(sampler_iter), skip, replay)
             head = list(itertools.islice(indices, ahead))
-            tasks: Iterator[Any] = ((0, s, i, None) for s, i in itertools.chain(head, indices))
+            tasks: Iterator[Any] = (
+                (0, s, i, None) for s, i in itertools.chain(head, indices) if s not in beyond
+            )  # batches received above the first missing one (in_order=False) are not redone
         else:
             token = next(_iterations)
             tasks = ((0, s, token, None) for s in itertools.count())
+        self._sampler_iter = sampler_iter
         results = self._run(tasks, skip)
-        self._yielded = skip
+        self._yielded = skip + len(beyond)
+        self._prefix, self._beyond = skip, beyond
         self._running = True
         return LoaderIter(self, results)
 
@@ -282,19 +290,47 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         if self._running and not self._all_received():
             return {
                 "version": STATE_VERSION,
-                "batches_yielded": self._yielded,
+                # in order: the count received; in_order=False: the first batch not received,
+                # and the ones received above it
+                "batches_yielded": self._yielded if self._iterable else self._prefix,
+                "received_beyond": [] if self._iterable else sorted(self._beyond),
                 "rng": self._start_rng,
                 "base_seed": self._base_seed,
                 "drew_base_seed": self._drew_seed,
+                "epoch": self._iterations_begun - 1,
             }
+        if self._running:
+            self._finish_sampler()
         reuse = self._workers is not None and not self._workers.closed
         return {
             "version": STATE_VERSION,
             "batches_yielded": 0,
+            "received_beyond": [],
             "rng": _rng_state(self.generator),
             "base_seed": self._base_seed,
             "drew_base_seed": not reuse,
+            "epoch": self._iterations_begun,
         }
+
+    def _received(self, seq: int) -> None:
+        """Note that the user received batch ``seq`` of the iteration (any order)."""
+        self._yielded += 1
+        if seq != self._prefix:
+            self._beyond.add(seq)
+            return
+        self._prefix += 1
+        while self._prefix in self._beyond:
+            self._beyond.remove(self._prefix)
+            self._prefix += 1
+
+    def _finish_sampler(self) -> None:
+        """Run the exhausted index sampler to its end: torch's ``RandomSampler`` draws from the
+        generator once more after its last index, which an uninterrupted run does at the end
+        of the epoch; a state taken at the last batch must start the next epoch from there."""
+        sampler_iter, self._sampler_iter = self._sampler_iter, None
+        if sampler_iter is not None:
+            for _ in sampler_iter:
+                pass
 
     def _all_received(self) -> bool:
         """Whether the user has every batch of the current iteration (then a checkpoint is one
@@ -323,6 +359,21 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         self.close()
         self._running = False
         self._resume = dict(state)
+        self._iterations_begun = int(state.get("epoch", 0))  # absent in older states
+
+    # -- copies -------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``pickle``, ``copy.copy`` and ``copy.deepcopy`` take: the loader as built (and a
+        loaded state not yet used), without what belongs to a running iteration: the persistent
+        workers (a copy that shared them would close them when collected, ending the
+        original's iteration) and ``dl.stats``' recorder (not picklable). A copy starts its
+        own workers at its first ``iter()``."""
+        state = self.__dict__.copy()
+        state.update(
+            _workers=None, _running=False, _yielded=0, _stats_work=None, _sampler_iter=None,
+            _profiler=Profiler(),
+        )  # fmt: skip
+        return state
 
     # -- fastai's protocol --------------------------------------------------------------------
     def new(self, **changes: Any) -> DataLoader[Any]:

@@ -1,0 +1,50 @@
+"""minibatcher.accelerate.prepare's choice of shares for a minibatcher.torch.DataLoader, in
+the main process with an accelerator of 2 processes (what prepare reads of it: the ranks, the
+device, the gradient state); the real 2-rank runs are in test_accelerate.py."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+pytest.importorskip("accelerate")
+import torch
+import torch.utils.data as tud
+
+from minibatcher.accelerate import prepare
+from minibatcher.errors import ConfigError
+from minibatcher.torch import DataLoader
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def two_rank_accelerator(rank: int) -> types.SimpleNamespace:
+    return types.SimpleNamespace(
+        num_processes=2, process_index=rank, device=torch.device("cpu"),
+        gradient_state=types.SimpleNamespace(), register_for_checkpointing=lambda obj: None,
+    )  # fmt: skip
+
+
+def test_a_batch_sampler_over_a_distributed_sampler_is_not_split_again() -> None:
+    """Before: only a loader whose own sampler was a DistributedSampler was left alone; one
+    inside the user's batch sampler was dealt to the ranks again (rank 0 got 3 of 10 items)."""
+    data = torch.arange(10)
+    shares = []
+    for rank in (0, 1):
+        sampler = tud.DistributedSampler(data, num_replicas=2, rank=rank, shuffle=False)
+        dl = DataLoader(data, batch_sampler=tud.BatchSampler(sampler, 2, drop_last=False))
+        prepared = prepare(two_rank_accelerator(rank), dl)
+        shares.append([int(i) for batch in prepared.loader for i in batch])
+    assert shares == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+
+
+def test_an_iterable_dataset_is_refused_clearly() -> None:
+    """Before: torch's 'expected unspecified batch_sampler option' from the rebuilt loader."""
+
+    class Stream(tud.IterableDataset[int]):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return iter(range(10))
+
+    with pytest.raises(ConfigError, match=r"IterableDataset.*split_dataset_by_node"):
+        prepare(two_rank_accelerator(0), DataLoader(Stream(), 2))
