@@ -65,3 +65,27 @@ def test_check_resume_runs_on_the_torch_facade(options: dict[str, object]) -> No
 
     report = check_resume(make)
     assert report.batches_per_epoch == 5
+
+
+class FailsAtFive(tud.Dataset[int]):
+    def __len__(self) -> int:
+        return 20
+
+    def __getitem__(self, index: int) -> int:
+        if index == 5:
+            raise ValueError("item 5")
+        return index
+
+
+def test_a_resume_after_a_failed_batch_goes_on_after_it() -> None:
+    """torch raises a failed batch on its next() and goes on; a state taken after it counted
+    only the good batches, so the resume delivered batch 2 ([8..11]) a second time."""
+    dl = DataLoader(FailsAtFive(), 4)
+    it = iter(dl)
+    assert next(it).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="item 5"):
+        next(it)
+    assert next(it).tolist() == [8, 9, 10, 11]
+    resumed = DataLoader(FailsAtFive(), 4)
+    resumed.load_state_dict(dl.state_dict())
+    assert [b.tolist() for b in resumed] == [[12, 13, 14, 15], [16, 17, 18, 19]]

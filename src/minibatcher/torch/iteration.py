@@ -62,6 +62,8 @@ class LoaderIter:
         except TimeoutError:
             raise RuntimeError(f"DataLoader timed out after {loader.timeout} seconds") from None
         if isinstance(batch, Failed):
+            # delivered (as its error): a resume goes on after it, as the uninterrupted run
+            loader._received(position)
             raise batch.exception()
         seq = loader._yielded
         self._num_yielded += 1
