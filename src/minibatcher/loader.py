@@ -12,6 +12,7 @@ are the same whatever the number or kind of workers.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -345,6 +346,21 @@ class DataLoader(WorkersOwner, Generic[T]):
         :class:`~minibatcher.profile.LoaderStats`); readable during an epoch or after it."""
         self._profiler.collect(self.work)
         return self._profiler.snapshot(LoaderFacts.of(self._executors.options(self), self.work))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``pickle``, ``copy.copy`` and ``copy.deepcopy`` take: the loader with its own
+        epoch counters and ``dl.stats``, without the persistent workers (a copy sharing them
+        closed them when collected, ending the original's epoch) or the running epoch's
+        recorder (not picklable). A copy starts its own workers at its first ``iter()``."""
+        state = self.__dict__.copy()
+        profiler = Profiler()
+        executors = EpochExecutors(profiler)
+        executors.tuned = self._executors.tuned
+        epochs = copy.copy(self._epochs)
+        epochs.progress = None  # the original's running epoch, not the copy's
+        epochs.resume = copy.deepcopy(epochs.resume)  # a loaded state: each resumes it alone
+        state.update(_profiler=profiler, _executors=executors, _epochs=epochs)
+        return state
 
     def _release_workers(self) -> None:
         executors = self.__dict__.get("_executors")  # absent if __init__ raised
