@@ -248,9 +248,11 @@ def skip_first_batches(loader: L, num_batches: int) -> L:
     state = inner.state_dict()
     if isinstance(inner, CoreLoader):
         loader_key = next(k for k, v in state.items() if isinstance(v, dict) and "next_batch" in v)
-        state[loader_key] = {**state[loader_key], "next_batch": num_batches}
+        # the first num_batches are skipped, not the batches received out of order (in_order=False)
+        state[loader_key] = {**state[loader_key], "next_batch": num_batches, "delivered_above": []}
     else:
         state["batches_yielded"] = num_batches
+        state["received_beyond"] = []  # the first num_batches, not those received out of order
     inner.load_state_dict(state)
     return loader
 

@@ -5,6 +5,7 @@ device, the gradient state); the real 2-rank runs are in test_accelerate.py."""
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import pytest
 
@@ -48,3 +49,32 @@ def test_an_iterable_dataset_is_refused_clearly() -> None:
 
     with pytest.raises(ConfigError, match=r"IterableDataset.*split_dataset_by_node"):
         prepare(two_rank_accelerator(0), DataLoader(Stream(), 2))
+
+
+@pytest.mark.parametrize("kind", ["core", "torch_facade"])
+def test_skip_first_batches_mid_epoch_with_batches_out_of_order(kind: str) -> None:
+    """Before: the core's state kept the batches received out of order above the new start
+    (StateError 'delivered_above must hold batch numbers above next_batch'); the facade's
+    kept them too and skipped them in the epoch that starts at batch 3."""
+    import minibatcher
+    from minibatcher.accelerate import skip_first_batches
+
+    if kind == "core":
+        dl: Any = minibatcher.DataLoader(list(range(40)), 2, num_workers=2, in_order=False)
+    else:
+        dl = DataLoader(torch.arange(40), 2, num_workers=2, in_order=False)
+    with dl:
+        it = iter(dl)
+        for _ in range(6):
+            next(it)
+        # the above-set is what the test is about: make sure there is one
+        dl.load_state_dict(with_received_above(dl.state_dict(), kind))
+        skip_first_batches(dl, 3)
+        items = sorted(int(i) for batch in dl for i in batch)
+    assert items == list(range(6, 40))
+
+
+def with_received_above(state: dict[str, Any], kind: str) -> dict[str, Any]:
+    if kind == "core":
+        return {**state, "loader": {**state["loader"], "next_batch": 1, "delivered_above": [4]}}
+    return {**state, "batches_yielded": 1, "received_beyond": [4]}
