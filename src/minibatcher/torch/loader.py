@@ -134,7 +134,11 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         generator = self.generator
         restore_global = None
         if resume is not None:
-            if generator is None:
+            # A state taken within an iteration: its draws at iter() came before the
+            # checkpoint, so the user's global RNG (restored or not) is theirs again after the
+            # replay. One taken between iterations is the uninterrupted run's global RNG at
+            # that point: adopted, as the draws that follow it are the next iteration's.
+            if generator is None and resume.get("iteration_started", True):
                 restore_global = torch.get_rng_state()
             _set_rng_state(generator, resume["rng"])
         self._start_rng = _rng_state(generator)
@@ -298,6 +302,7 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
                 "base_seed": self._base_seed,
                 "drew_base_seed": self._drew_seed,
                 "epoch": self._iterations_begun - 1,
+                "iteration_started": True,
             }
         if self._running:
             self._finish_sampler()
@@ -310,6 +315,7 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
             "base_seed": self._base_seed,
             "drew_base_seed": not reuse,
             "epoch": self._iterations_begun,
+            "iteration_started": False,
         }
 
     def _received(self, seq: int) -> None:
