@@ -334,7 +334,13 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         generator once more after its last index, which an uninterrupted run does at the end
         of the epoch; a state taken at the last batch must start the next epoch from there."""
         sampler_iter, self._sampler_iter = self._sampler_iter, None
-        if sampler_iter is not None:
+        # only torch's own samplers, whose len() is exact: a user's sampler that yields more
+        # than its len() says would lose the batches drained here
+        inner = getattr(self._index_sampler, "sampler", self._index_sampler)
+        torch_made = all(
+            type(s).__module__.startswith("torch.utils.data") for s in (self._index_sampler, inner)
+        )
+        if sampler_iter is not None and torch_made:
             for _ in sampler_iter:
                 pass
 
