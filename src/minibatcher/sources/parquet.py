@@ -103,7 +103,7 @@ class ParquetSource(IndexedSource):
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
         self._cache = GroupCache(self._decode, cache_row_groups)
         self._all_arrays = all(kind in ("array", "float") for kind in self._kinds.values())
-        self._hot: tuple[int, int, int, bytes] = (0, 0, 0, b"")
+        self._hot: tuple[int, int, int, bytes] = _NO_GROUP
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -126,7 +126,7 @@ class ParquetSource(IndexedSource):
             if (
                 first + n <= stop
                 and indices.item(-1) == first + n - 1
-                and (n < 3 or indices.tobytes() == rows[lo * 8 : hi * 8])
+                and (n < 3 or _consecutive(indices, rows, lo, hi))
             ):  # consecutive: rows lo .. hi - 1 of the group
                 return self._slice_one(group, lo, hi, allocate)
             local = indices - start
@@ -155,12 +155,12 @@ class ParquetSource(IndexedSource):
         return out
 
     def _group_of(self, row: int) -> tuple[int, int, int, bytes]:
-        """``(start, stop, group, bytes of the int64 row numbers start .. stop - 1)`` of the
-        group holding ``row``: a batch whose bytes equal a slice of them is consecutive (one
-        memcmp, cheaper than any NumPy reduction over the batch)."""
+        """``(start, stop, group, bytes of the int64 row numbers from start)`` of the group
+        holding ``row`` (see :func:`_consecutive`)."""
         group = bisect.bisect_right(self._bounds, row) - 1
         start, stop = self._bounds[group], self._bounds[group + 1]
-        return start, stop, group, np.arange(start, stop, dtype=np.int64).tobytes()
+        numbers = np.arange(start, min(stop, start + _ROWS_COMPARED), dtype=np.int64)
+        return start, stop, group, numbers.tobytes()
 
     def _slice_one(
         self, group: int, lo: int, hi: int, allocate: Allocator | None
@@ -249,6 +249,7 @@ class ParquetSource(IndexedSource):
             )
         state = dict(self.__dict__)
         del state["_readers"]
+        state["_hot"] = _NO_GROUP
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -268,6 +269,10 @@ _OPEN_FILES = 16
 """Parquet readers kept open per process (a dataset of many files does not exhaust fds)."""
 
 _HANDLE_LOCK = threading.Lock()
+
+_NO_GROUP = (0, 0, 0, b"")
+_ROWS_COMPARED = 1 << 17
+"""Row numbers of the group being read kept as bytes per process (1 MiB), for _consecutive."""
 
 
 class _Readers:
@@ -343,3 +348,12 @@ def _convert(column: Any, kind: str) -> Any:
     if kind == "float":
         return column.to_numpy().astype(np.float64, copy=False)
     return column.to_pylist()
+
+
+def _consecutive(indices: IndexArray, numbers: bytes, lo: int, hi: int) -> bool:
+    """Whether ``indices`` are the rows ``lo .. hi - 1`` of a group whose row numbers (from its
+    first) are ``numbers`` as int64 bytes, given its first and last are: one memcmp, cheaper
+    than any NumPy reduction over a batch; past ``numbers``, a check that they increase."""
+    if hi * 8 <= len(numbers):
+        return indices.tobytes() == numbers[lo * 8 : hi * 8]
+    return bool((indices[1:] > indices[:-1]).all())
