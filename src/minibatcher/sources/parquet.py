@@ -38,10 +38,7 @@ import numpy as np
 
 from .._typing import Allocator, IndexArray
 from .base import IndexedSource
-from .row_groups import Columns, GroupCache
-
-_NUMERIC = ("int", "uint", "float", "double", "bool", "halffloat")
-_NESTED = ("list", "large_list", "fixed_size_list", "struct", "map", "dictionary")
+from .row_groups import Columns, GroupCache, column_kind, convert
 
 
 class ParquetSource(IndexedSource):
@@ -99,7 +96,8 @@ class ParquetSource(IndexedSource):
         self.shard_sizes = self.row_group_sizes if streaming else None
         self._starts = np.concatenate([[0], np.cumsum(self.row_group_sizes)]).astype(np.int64)
         self._bounds: list[int] = self._starts.tolist()
-        self._kinds = {name: _kind(schema.field(name).type, name, metas) for name in self.columns}
+        self._kinds = {name: column_kind(schema.field(name).type, name, metas)
+                       for name in self.columns}
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
         self._cache = GroupCache(self._decode, cache_row_groups)
         self._all_arrays = all(kind in ("array", "float") for kind in self._kinds.values())
@@ -207,7 +205,7 @@ class ParquetSource(IndexedSource):
                 table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
         else:
             table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
-        return {name: _convert(table.column(name), self._kinds[name]) for name in self.columns}
+        return {name: convert(table.column(name), self._kinds[name]) for name in self.columns}
 
     def _open(self, file_index: int) -> Any:
         """This process's reader of file ``file_index`` (opened on first use)."""
@@ -310,44 +308,6 @@ def _files_of(data: Any) -> tuple[Any, list[str], Any]:
 
 def _is_local(filesystem: Any) -> bool:
     return type(filesystem).__name__ == "LocalFileSystem"
-
-
-def _kind(arrow_type: Any, name: str, metas: list[Any]) -> str:
-    """How a column batches: "array" (NumPy), "float" (nullable numeric: float64 + NaN),
-    "list" (Python values), or "nested" (lists, structs: collated row by row)."""
-    text = str(arrow_type)
-    if text.startswith(_NESTED):
-        return "nested"
-    if not text.startswith(_NUMERIC):
-        return "list"
-    nullable = _may_hold_nulls(name, metas)
-    if not nullable:
-        return "array"
-    return "list" if text == "bool" else "float"
-
-
-def _may_hold_nulls(name: str, metas: list[Any]) -> bool:
-    """From the footers' statistics: True unless every row group says it has no null there."""
-    for meta in metas:
-        names = [meta.schema.column(j).name for j in range(meta.num_columns)]
-        if name not in names:
-            return True
-        j = names.index(name)
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(j).statistics
-            if stats is None or not stats.has_null_count or stats.null_count > 0:
-                return True
-    return False
-
-
-def _convert(column: Any, kind: str) -> Any:
-    """A decoded column as NumPy (numeric; a view of Arrow's buffer where it can be) or a list.
-    Batches are copied out of it, so it is never handed to the user."""
-    if kind == "array":
-        return column.to_numpy()
-    if kind == "float":
-        return column.to_numpy().astype(np.float64, copy=False)
-    return column.to_pylist()
 
 
 def _consecutive(indices: IndexArray, numbers: bytes, lo: int, hi: int) -> bool:
