@@ -95,12 +95,13 @@ FROZEN_DEPTH = 4
 """Tuples and frozensets nested deeper than this are treated as mutable (re-encoded)."""
 
 
-def _chunks(items: list[Any]) -> list[bytes]:
-    """Each item's encoding: a raw array's bytes, else its pickle."""
+def _chunks(items: list[Any]) -> tuple[list[bytes], bool]:
+    """Each item's encoding (a raw array's bytes, else its pickle), and whether all are
+    protocol-3 pickles."""
     if not any(map(isinstance, items, repeat(np.ndarray))):  # no arrays: one C loop
         with contextlib.suppress(Exception):  # else item by item, protocol 5 where needed
-            return list(map(pickle.dumps, items, repeat(SPLICE_PROTOCOL)))
-    return [item.tobytes() if _raw_array(item) else _pickle(item) for item in items]
+            return list(map(pickle.dumps, items, repeat(SPLICE_PROTOCOL))), True
+    return [item.tobytes() if _raw_array(item) else _pickle(item) for item in items], False
 
 
 def _pickle(item: Any) -> bytes:
@@ -162,12 +163,15 @@ class CompactSequence:
 
     def _encode(self, items: list[Any], positions: np.ndarray) -> list[bytes]:
         """The bytes of each item; fills the tables at ``positions``."""
-        chunks = _chunks(items)
+        chunks, spliceable = _chunks(items)
         self._frozen[positions] = _frozen_flags(items)
         arrays = map(isinstance, items, repeat(np.ndarray))
         candidates = np.flatnonzero(np.fromiter(arrays, dtype=bool, count=len(items))).tolist()
         raw = [i for i in candidates if _raw_array(items[i])]
-        kinds = np.fromiter(map(_kind, chunks), dtype=np.uint8, count=len(chunks))
+        if spliceable:
+            kinds = np.full(len(chunks), PICKLED, dtype=np.uint8)
+        else:
+            kinds = np.fromiter(map(_kind, chunks), dtype=np.uint8, count=len(chunks))
         kinds[raw] = RAW
         self.kinds[positions] = kinds
         if not raw:
@@ -235,7 +239,8 @@ class CompactSequence:
         slices = map(slice, self.starts[positions].tolist(), self.stops[positions].tolist())
         stored = map(self._view.__getitem__, slices)
         count = len(items)
-        stale = ~np.fromiter(map(operator.eq, stored, _chunks(items)), dtype=bool, count=count)
+        chunks = _chunks(items)[0]
+        stale = ~np.fromiter(map(operator.eq, stored, chunks), dtype=bool, count=count)
         arrays = np.fromiter(map(isinstance, items, repeat(np.ndarray)), dtype=bool, count=count)
         for k in np.flatnonzero(arrays | (self.kinds[positions] == RAW)).tolist():
             i, item = int(positions[k]), items[k]
