@@ -20,7 +20,7 @@ value types (``True`` stays a bool, ``1`` an int, ``-0.0`` and NaN payloads keep
 
 Why a layout of its own: every step is a C loop over a column instead of a pickle per item.
 Encoding (which delays the first batch: the copy is made before the workers start) is about
-2.5x faster than pickling each row, and decoding a batch is a gather per column and a C loop
+2-2.5x faster than pickling each row, and decoding a batch is a gather per column and a C loop
 per column to fill the rows, about as fast as unpickling the batch in one piece
 (``benchmarks/compact_list.py``).
 
