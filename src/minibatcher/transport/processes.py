@@ -89,6 +89,20 @@ CHUNK_MAX_BYTES = 16 * 1024
 CHUNK_MAX_SHARED = 8 << 20
 """A chunk's batches share one slot: they are grouped only while they fit this many bytes."""
 
+def chunk_size(piped: int, shared: int, batches: int, per_batch_s: float) -> int:
+    """How many tasks the next message carries, from the last message of ``batches`` batches:
+    ``piped`` bytes through the pipe, ``shared`` bytes in its slot, ``per_batch_s`` of work each.
+
+    Enough for :data:`CHUNK_TARGET_S` of work, as long as the batches are small in the pipe
+    (:data:`CHUNK_MAX_BYTES` each) and fit :data:`CHUNK_MAX_SHARED` together.
+    """
+    if piped > CHUNK_MAX_BYTES * batches:
+        return 1
+    by_time = CHUNK_TARGET_S / max(per_batch_s, 1e-9)
+    by_bytes = CHUNK_MAX_SHARED * batches / shared if shared else MAX_CHUNK
+    return max(1, min(MAX_CHUNK, int(by_time), int(by_bytes)))
+
+
 _live: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
 
@@ -406,17 +420,11 @@ class ProcessExecutor(WorkerRuns):
                 stages[key] = stages.get(key, 0.0) + value
         stages["transport"] = stages.get("transport", 0.0) + time.perf_counter() - started
         stages["transport_samples"] = stages.get("transport_samples", 0.0) + len(entries)
-        self._chunk = self._next_chunk(len(data), used, len(entries), per_batch)
+        if self.round_robin:
+            self._chunk = 1
+        else:
+            self._chunk = chunk_size(len(data), used, len(entries), per_batch)
         return run, mid, entries
-
-    def _next_chunk(self, piped: int, shared: int, batches: int, per_batch: float) -> int:
-        """How many tasks the next message carries: enough for :data:`CHUNK_TARGET_S` of work,
-        for batches that are cheap, small in the pipe and small in shared memory."""
-        if self.round_robin or piped > CHUNK_MAX_BYTES * batches:
-            return 1
-        by_time = CHUNK_TARGET_S / max(per_batch, 1e-9)
-        by_bytes = CHUNK_MAX_SHARED * batches / shared if shared else MAX_CHUNK
-        return max(1, min(MAX_CHUNK, int(by_time), int(by_bytes)))
 
     def stage_timings(self) -> dict[str, float]:
         """Stage timings the workers sampled since the last call (see ``profile.py``)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import io
 import os
 import pickle
@@ -113,6 +114,19 @@ def keep_freed_memory() -> None:
         libc.mallopt(-1, MALLOC_TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
 
 
+def freeze_inherited_objects() -> None:
+    """Keep the garbage collector of a forked worker off the objects it inherited.
+
+    A forked worker inherits the main process's objects on shared copy-on-write pages. Python's
+    cyclic garbage collector writes into the header of every object it examines, so the first
+    full collection in a worker would copy every page that holds a container (a list of two
+    million dicts: all of them), and each collection would walk objects that are not the
+    worker's to free. Frozen, they are never examined in the worker; the main process is
+    untouched (its collector is its own).
+    """
+    gc.freeze()
+
+
 def _read_tasks(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
     """Drain the task pipe; EOF means the main process closed us or died: exit now."""
     try:
@@ -157,6 +171,8 @@ def worker_main(
     for fd in inherited:
         with contextlib.suppress(OSError):
             os.close(fd)
+    if parent is not None:
+        freeze_inherited_objects()
     where = f"DataLoader worker process {wid} (pid {os.getpid()})"
 
     def fail(error: Exception, context: str) -> NoReturn:
