@@ -89,6 +89,7 @@ CHUNK_MAX_BYTES = 16 * 1024
 CHUNK_MAX_SHARED = 8 << 20
 """A chunk's batches share one slot: they are grouped only while they fit this many bytes."""
 
+
 def chunk_size(piped: int, shared: int, batches: int, per_batch_s: float) -> int:
     """How many tasks the next message carries, from the last message of ``batches`` batches:
     ``piped`` bytes through the pipe, ``shared`` bytes in its slot, ``per_batch_s`` of work each.
