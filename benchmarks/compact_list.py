@@ -7,6 +7,14 @@ against minibatcher's thread workers. Each loader is built anew per epoch (non-p
 workers, as by default); medians of 3 epochs::
 
     .venv/bin/python benchmarks/compact_list.py torch|threads|processes [arrays|dicts] [list|pad]
+
+``refresh [N]``: what keeping the copy exact costs per epoch (NOTE [ Compact copies stay
+current ] in ``sources/compact.py``), on W7's rows (``{"id", "label", "weight"}``, N = 2,000,000
+by default): the encoding, the per-epoch refresh of the records layout and of the pickled
+layout (the same rows as lists, which can change in place, so are re-pickled and compared), against
+one epoch (shuffle, default collate, bs 64, 2 fresh workers) of torch and of minibatcher::
+
+    .venv/bin/python benchmarks/compact_list.py refresh [2000000]
 """
 
 from __future__ import annotations
@@ -74,5 +82,48 @@ def main(loader: str, kind: str = "arrays", collate: str = "list") -> None:
     )
 
 
+def timed(run: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def refresh_cost(size: str = "2000000") -> None:
+    from minibatcher import DataLoader
+    from minibatcher.sources.compact import CompactSequence
+    from minibatcher.sources.compact_records import CompactRecords
+
+    n = int(size)
+    rows = [{"id": i, "label": i % 10, "weight": i * 0.5} for i in range(n)]
+    lists = [[i, i % 10, i * 0.5] for i in range(n)]
+    records = CompactRecords.encode(rows)
+    assert records is not None
+    pickled = CompactSequence(lists)
+    costs = {
+        "records: encode": timed(lambda: CompactRecords.encode(rows)),
+        "records: refresh (per epoch)": statistics.median(
+            timed(lambda: records.refresh(rows)) for _ in range(3)
+        ),
+        "pickles: encode": timed(lambda: CompactSequence(lists)),
+        "pickles: refresh (per epoch)": timed(lambda: pickled.refresh(lists)),
+    }
+
+    def one_epoch(make: Callable[..., Any]) -> float:
+        loader = make(rows, batch_size=BATCH, shuffle=True, num_workers=WORKERS)
+        return timed(lambda: [None for _ in loader])
+
+    import torch.utils.data as tud
+
+    epochs = {"torch": one_epoch(tud.DataLoader), "minibatcher": one_epoch(DataLoader)}
+    for name, cost in costs.items():
+        ratios = ", ".join(f"{cost / t:.1%} of {k}'s epoch" for k, t in epochs.items())
+        print(f"{name:30s} {cost * 1e3:8.1f} ms = {cost / n * 1e9:5.0f} ns/item ({ratios})")
+    for name, t in epochs.items():
+        print(f"{name} epoch: {t * 1e3:.0f} ms = {t / n * 1e6:.2f} us/item")
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1:2] == ["refresh"]:
+        refresh_cost(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

@@ -6,6 +6,9 @@ Each cell runs in a fresh subprocess; a warm-up epoch, then the median of the ti
 
     python benchmarks/torch_compat.py            # full sizes
     python benchmarks/torch_compat.py --quick    # smaller workloads (the table says so)
+    python benchmarks/torch_compat.py --rounds 5 # timed epochs per cell (default 3)
+
+W7 (memory) is measured by ``workers.py``'s W7 cell, with the facade as the loader class.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ def workloads(quick: bool) -> dict[str, tuple[Any, dict[str, Any], str, float]]:
                                          "persistent_workers": True}, "items/s", 1.0),
         "W6 first batch, 2 workers (ms)": (lambda: CpuBound(2_000),
                                            {"batch_size": 32, "num_workers": 2}, "ms", 0.0),
+        # W7: measured by workers.py's own W7 cell (2M small dicts, or 200k with --quick; bs 64,
+        # shuffle, 2 workers): the growth of the workers' USS over one epoch
+        "W7 2M small dicts, 2 workers: USS growth": (list, {}, "MiB", 0.0),
     }  # fmt: skip
 
 
@@ -87,16 +93,22 @@ def loader_class(name: str) -> Any:
     return DataLoader
 
 
-def run_cell(workload: str, competitor: str, quick: bool) -> float:
+def run_cell(workload: str, competitor: str, quick: bool, rounds: int = EPOCHS) -> float:
     make, kwargs, unit, scale = workloads(quick)[workload]
-    data = make()
     import torch
 
     torch.manual_seed(0)
+    if unit == "MiB":  # W7: one epoch is the unit (see workers.py)
+        from harness import Config
+
+        from workers import _w7
+
+        return float(_w7(loader_class(competitor))(Config(quick=quick)))
+    data = make()
     dl = loader_class(competitor)(data, **kwargs)
     if unit == "ms":  # time to the first batch, a fresh loader each time
         times = []
-        for _ in range(EPOCHS):
+        for _ in range(rounds):
             fresh = loader_class(competitor)(data, **kwargs)
             start = time.perf_counter()
             it = iter(fresh)
@@ -105,7 +117,7 @@ def run_cell(workload: str, competitor: str, quick: bool) -> float:
             del it
         return statistics.median(times)
     rates = []
-    for epoch in range(EPOCHS + 1):
+    for epoch in range(rounds + 1):
         start = time.perf_counter()
         count = 0
         for batch in dl:
@@ -125,9 +137,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cell", nargs=2, metavar=("WORKLOAD", "COMPETITOR"))
     parser.add_argument("--only", help="run the workloads whose id starts with this")
+    parser.add_argument("--rounds", type=int, default=EPOCHS,
+                        help=f"timed epochs per cell, after a warm-up (default {EPOCHS})")
     args = parser.parse_args()
     if args.cell:
-        print(json.dumps(run_cell(args.cell[0], args.cell[1], args.quick)))
+        print(json.dumps(run_cell(args.cell[0], args.cell[1], args.quick, args.rounds)))
         return
     rows = []
     for workload, (_, _, unit, _) in workloads(args.quick).items():
@@ -137,17 +151,20 @@ def main() -> None:
         for competitor in ("torch", "minibatcher.torch"):
             cmd = [sys.executable, __file__, "--cell", workload, competitor]
             cmd += ["--quick"] if args.quick else []
+            cmd += ["--rounds", str(args.rounds)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
             got[competitor] = float(out.stdout.strip().splitlines()[-1])
         ratio = got["minibatcher.torch"] / got["torch"]
         if unit == "ms":
             ratio = got["torch"] / got["minibatcher.torch"]  # faster = higher
+        if unit == "MiB":  # memory growth: ours as a share of torch's (lower is better)
+            ratio = got["minibatcher.torch"] / got["torch"] if got["torch"] else float("nan")
         rows.append((workload, unit, got["torch"], got["minibatcher.torch"], ratio))
         print(f"{workload:36s} {unit:8s} torch {got['torch']:>12,.1f}  ours "
               f"{got['minibatcher.torch']:>12,.1f}  x{ratio:.2f}", flush=True)  # fmt: skip
     print()
     print(f"| workload{' (quick)' if args.quick else ''} | unit | torch | minibatcher.torch "
-          "| ratio (higher is better) |")  # fmt: skip
+          "| ratio (higher is better; MiB: ours / torch, lower is better) |")  # fmt: skip
     print("|---|---|---|---|---|")
     for workload, unit, torch_value, ours, ratio in rows:
         print(f"| {workload} | {unit} | {torch_value:,.1f} | {ours:,.1f} | {ratio:.2f}x |")

@@ -407,13 +407,13 @@ def test_the_choice_is_kept_and_persistent_workers_are_the_chosen_ones(
         reference = DataLoader(Slow(60), batch_size=4, shuffle=True, seed=1)
         first = [b.tolist() for b in dl]
         assert "chosen by num_workers='auto'" in dl.stats.executor
-        chosen = dl._tuned
+        chosen = dl._executors.tuned
         assert chosen is not None
         assert chosen.num_workers != "auto"
-        workers = dl._workers
+        workers = dl._executors.persistent
         assert (workers is not None) == (chosen.num_workers > 0)
         second = [b.tolist() for b in dl]
-        assert dl._workers is workers
+        assert dl._executors.persistent is workers
         assert [first, second] == [[b.tolist() for b in reference] for _ in range(2)]
         assert "chosen by" not in dl.stats.executor
 
@@ -425,9 +425,9 @@ def test_leaving_mid_trial_leaks_nothing_and_the_next_epoch_tunes_again(
     for seq, _ in enumerate(dl):
         if seq == 6:
             break
-    assert dl._tuned is None
+    assert dl._executors.tuned is None
     assert flat(dl) == list(range(200))
-    assert dl._tuned is not None
+    assert dl._executors.tuned is not None
 
 
 def test_a_data_error_in_a_worker_trial_is_raised_as_with_0_workers(eager: None) -> None:

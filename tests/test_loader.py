@@ -339,3 +339,22 @@ def test_a_failing_item_names_its_indices() -> None:
     notes = " ".join(getattr(info.value, "__notes__", []))
     assert "(indices [0, 1])" in notes
     assert "indexs" not in notes
+
+
+def test_shard_is_this_ranks_place_or_none() -> None:
+    assert DataLoader(range(10), batch_size=2, shard=None).shard is None
+    assert DataLoader(range(10), batch_size=2, shard=(1, 3), seed=0).shard == (1, 3)
+    assert DataLoader(range(10), batch_size=2, shard=(0, 1), seed=0).shard is None  # 1 rank
+
+
+def test_new_keeps_the_choice_of_num_workers_auto() -> None:
+    dl = DataLoader(list(range(64)), batch_size=4, num_workers="auto", seed=3)
+    assert dl.new(batch_size=8).options.num_workers == "auto"  # not chosen yet
+    first = [b.tolist() for b in dl]
+    chosen = dl._executors.tuned
+    assert chosen is not None
+    copy = dl.new(batch_size=4)
+    assert (copy.options.num_workers, copy.options.worker_type) == (
+        chosen.num_workers, chosen.worker_type)
+    assert [b.tolist() for b in copy] == first  # same seed, same batches
+    assert dl.new(num_workers=0).options.num_workers == 0  # an explicit change wins

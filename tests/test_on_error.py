@@ -209,3 +209,37 @@ def test_a_collate_failure_is_no_items_and_still_raises() -> None:
 
     with pytest.raises(RuntimeError, match="collate broke"):
         list(DataLoader(range(8), batch_size=4, collate_fn=collate, on_error="skip"))
+
+
+@pytest.mark.parametrize(("workers", "kind"), EXECUTORS, ids=EXECUTOR_IDS)
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_state_after_the_last_delivered_batch_points_at_the_next_epoch(
+    workers: int, kind: str, in_order: bool, no_leaks: None
+) -> None:
+    """The epoch's last batches fail whole: a state taken once the user has every batch that
+    arrives (even before the loader has found that the rest are empty) resumes into the next
+    epoch, never into an empty rest of this one (as a state after the last batch does)."""
+    def make() -> DataLoader[Any]:
+        return DataLoader(Corrupt(16, frozenset(range(8, 16))), batch_size=4, seed=5,
+                          on_error="skip", num_workers=workers, worker_type=kind,
+                          in_order=in_order)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with make() as dl:
+            first, second = (sorted(x for b in dl for x in b.tolist()) for _ in range(2))
+        assert first == second == list(range(8))
+        with make() as dl:  # batches 2 and 3 fail whole
+            it = iter(dl)
+            got = [next(it).tolist() for _ in range(2)]
+            state = dl.state_dict()
+            assert state["loader"]["epoch"] == 1
+            assert state["loader"]["next_batch"] == 0
+            assert list(it) == []
+        assert sorted(x for b in got for x in b) == list(range(8))
+        with make() as again:
+            again.load_state_dict(state)
+            assert len(again) == 4
+            assert again.epoch == 1
+            resumed = [b.tolist() for b in again]
+        assert sorted(x for b in resumed for x in b) == list(range(8))  # epoch 1, whole

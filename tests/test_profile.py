@@ -12,7 +12,7 @@ from minibatcher import DataLoader
 from minibatcher.profile import SAMPLE_EVERY, batch_length
 from minibatcher.verdict import LoaderFacts, verdict
 
-SLEEP_S = 0.002
+SLEEP_S = 0.006  # far above the loader's time per batch (~0.1 ms), even on a loaded machine
 
 
 class SlowItems:
@@ -39,7 +39,7 @@ def test_stats_before_any_epoch() -> None:
 
 
 def test_slow_consumer_is_compute_bound() -> None:
-    """A loop that sleeps 2 ms per batch on cheap data: its time is 'between requests'."""
+    """A loop that sleeps 6 ms per batch on cheap data: its time is 'between requests'."""
     batches = 3 * SAMPLE_EVERY
     dl = DataLoader(range(64 * batches), batch_size=64, shuffle=True, seed=0)
     for _ in dl:

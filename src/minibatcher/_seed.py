@@ -19,6 +19,7 @@ BATCH_STREAM = 2  # the RNG handed to a per-batch transform, keyed by the batch'
 WORKER_STREAM = 3  # the global seeds (random, numpy, torch) of one worker
 BUFFER_STREAM = 4  # the draws of a shuffle buffer over an unsized iterable
 PERMUTATION_KEY_STREAM = 5  # the round keys of a lazy (Feistel) permutation
+BLOCK_STREAM = 6  # the permutation of one block of a shard-shuffled order, keyed by the block
 
 SEED_BITS = 63
 

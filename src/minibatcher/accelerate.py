@@ -1,10 +1,21 @@
 """HF accelerate: what ``accelerator.prepare(dl)`` does to a torch DataLoader, for ours.
 
-``accelerator.prepare`` wraps only ``torch.utils.data.DataLoader`` instances and returns any
-other loader unchanged, so a minibatcher loader goes through :func:`prepare` instead::
+One import line: :class:`Accelerator` in place of ``accelerate.Accelerator``; then
+``accelerator.prepare(model, optimizer, dl)``, ``accelerator.skip_first_batches(dl, n)``,
+``save_state`` / ``load_state`` work with both minibatcher loaders as with torch's::
 
-    model, optimizer = accelerator.prepare(model, optimizer)
-    dl = minibatcher.accelerate.prepare(accelerator, dl)   # minibatcher.DataLoader or .torch's
+    from minibatcher.accelerate import Accelerator      # was: from accelerate import Accelerator
+
+    accelerator = Accelerator(gradient_accumulation_steps=4)
+    model, optimizer, dl = accelerator.prepare(model, optimizer, dl)
+
+Why a subclass: ``accelerate.Accelerator.prepare`` wraps only ``torch.utils.data.DataLoader``
+instances. It returns a ``minibatcher.DataLoader`` unchanged (every rank then reads all the
+data), and it rebuilds a ``minibatcher.torch.DataLoader`` (a torch subclass) as its own
+``DataLoaderShard``: correct shares, torch's batches, but torch's engine (no exact resume, no
+shared-memory transport). :class:`Accelerator` hands our loaders to :func:`prepare` instead and
+everything else to accelerate. :func:`prepare` (``prepare(accelerator, dl)``) does the same for an
+``accelerate.Accelerator`` of one's own.
 
 The result (:class:`AcceleratedLoader`):
 
@@ -17,22 +28,27 @@ The result (:class:`AcceleratedLoader`):
   gradients at the last batch (accelerate's ``DataLoaderStateMixin`` protocol);
 - is registered for checkpointing: ``save_state`` / ``load_state`` save and restore the loader's
   position exactly, on every rank;
-- replaces ``accelerator.skip_first_batches(dl, n)`` (which builds a torch DataLoader from the
-  attributes of one) with :func:`skip_first_batches`, a resume at batch ``n`` (nothing loaded).
+- is resumed at batch ``n`` by ``Accelerator.skip_first_batches(dl, n)`` (or
+  :func:`skip_first_batches`): nothing is loaded for the skipped batches. Unlike accelerate's,
+  which returns a new loader, it returns ``dl`` itself, whose next epoch starts at batch ``n``
+  (the epochs after it are whole).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+import accelerate
 from accelerate.data_loader import DataLoaderStateMixin
 from accelerate.utils import send_to_device
 
 from .errors import ConfigError, StateError
 from .loader import DataLoader as CoreLoader
 from .torch import DataLoader as TorchLoader
+
+L = TypeVar("L")
 
 RANKS_KEY = "minibatcher_ranks"
 """The key of the list of every rank's loader state, in rank order."""
@@ -184,9 +200,16 @@ def prepare(accelerator: Any, loader: Any) -> AcceleratedLoader:
     if isinstance(loader, AcceleratedLoader):
         return loader
     if not isinstance(loader, (CoreLoader, TorchLoader)):
+        hint = (
+            "accelerate.Accelerator.prepare rebuilds a minibatcher.torch.DataLoader as its own "
+            "torch loader: pass the minibatcher loader itself here, or prepare everything with "
+            "minibatcher.accelerate.Accelerator"
+            if type(loader).__module__.startswith("accelerate")
+            else "pass torch's own DataLoader to accelerator.prepare"
+        )
         raise ConfigError(
-            "loader must be a minibatcher.DataLoader or minibatcher.torch.DataLoader (pass torch's "
-            f"own DataLoader to accelerator.prepare), got {type(loader).__name__}"
+            "loader must be a minibatcher.DataLoader or minibatcher.torch.DataLoader "
+            f"({hint}), got {type(loader).__name__}"
         )
     world, rank = accelerator.num_processes, accelerator.process_index
     if isinstance(loader, TorchLoader) and world > 1:
@@ -198,12 +221,18 @@ def prepare(accelerator: Any, loader: Any) -> AcceleratedLoader:
     return prepared
 
 
-def skip_first_batches(loader: AcceleratedLoader, num_batches: int) -> AcceleratedLoader:
-    """Make the next epoch of ``loader`` start at batch ``num_batches`` (nothing is loaded for
-    the skipped ones): ``accelerator.skip_first_batches`` for minibatcher loaders."""
+def skip_first_batches(loader: L, num_batches: int) -> L:
+    """Make the next epoch of ``loader`` (prepared or not) start at batch ``num_batches``
+    (nothing is loaded for the skipped ones): ``accelerator.skip_first_batches`` for
+    minibatcher loaders; returns ``loader``."""
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 0:
         raise ConfigError(f"num_batches must be a non-negative int, got {num_batches!r}")
-    inner = loader.loader
+    inner: Any = loader.loader if isinstance(loader, AcceleratedLoader) else loader
+    if not isinstance(inner, (CoreLoader, TorchLoader)):
+        raise ConfigError(
+            "loader must be a minibatcher loader (prepared or not), got "
+            f"{type(loader).__name__}"
+        )
     state = inner.state_dict()
     if isinstance(inner, CoreLoader):
         loader_key = next(k for k, v in state.items() if isinstance(v, dict) and "next_batch" in v)
@@ -212,3 +241,33 @@ def skip_first_batches(loader: AcceleratedLoader, num_batches: int) -> Accelerat
         state["batches_yielded"] = num_batches
     inner.load_state_dict(state)
     return loader
+
+
+def _ours(obj: Any) -> bool:
+    return isinstance(obj, (CoreLoader, TorchLoader, AcceleratedLoader))
+
+
+class Accelerator(accelerate.Accelerator):  # type: ignore[misc]
+    """``accelerate.Accelerator`` that prepares minibatcher loaders with :func:`prepare` (module
+    docstring); every other object, torch's DataLoaders included, goes to accelerate as before."""
+
+    def prepare(self, *args: Any, device_placement: list[bool] | None = None) -> Any:
+        """``accelerate.Accelerator.prepare``, with minibatcher loaders prepared by
+        :func:`prepare` (on ``accelerator.device`` whatever ``device_placement`` says)."""
+        args = tuple(prepare(self, obj) if _ours(obj) else obj for obj in args)
+        return super().prepare(*args, device_placement=device_placement)
+
+    def prepare_data_loader(
+        self, data_loader: Any, device_placement: bool | None = None, **kwargs: Any
+    ) -> Any:
+        """``accelerate.Accelerator.prepare_data_loader``; ours by :func:`prepare`."""
+        if _ours(data_loader):
+            return prepare(self, data_loader)
+        return super().prepare_data_loader(data_loader, device_placement, **kwargs)
+
+    def skip_first_batches(self, dataloader: Any, num_batches: int = 0) -> Any:
+        """For a prepared minibatcher loader: :func:`skip_first_batches` (``dataloader`` itself,
+        its next epoch starting at batch ``num_batches``); else accelerate's."""
+        if _ours(dataloader):
+            return skip_first_batches(dataloader, num_batches)
+        return super().skip_first_batches(dataloader, num_batches)

@@ -14,26 +14,24 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import multiprocessing
-import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
 import numpy as np
 
-from . import autotune
 from . import state as _state
 from .collation import check_output, converter
 from .device import DeviceTransfer
 from .distributed import resolve_seed, resolve_shard
+from .epochs import Epochs
 from .errors import ConfigError
+from .executors import EpochExecutors
 from .options import LoaderOptions
 from .plan import Planner, length_or_none
 from .profile import NO_BATCH, LoaderStats, Profiler, regular_batch_size, unwrap_skipped
 from .progress import progress_bar, require_tqdm
-from .sources import IndexedSource, StreamSource, as_source
-from .transport import Executor, InlineExecutor, make_executor
+from .sources import IndexedSource, as_source
+from .transport.owner import WorkersOwner
 from .verdict import LoaderFacts
 from .work import BatchWork
 
@@ -46,7 +44,7 @@ else:
 
 
 @final
-class DataLoader(Generic[T]):
+class DataLoader(WorkersOwner, Generic[T]):
     """Iterate over mini-batches of any collection; every ``iter()`` is a new epoch.
 
     Args:
@@ -182,12 +180,9 @@ class DataLoader(Generic[T]):
         self._device = (
             DeviceTransfer(device, pin_memory) if device is not None or pin_memory else None
         )
-        self.epoch = 0
-        """The epoch of the latest ``iter()`` (the one in progress while iterating)."""
-        self._next_epoch = 0
-        self._progress: _state.Progress | None = None  # the latest epoch's, updated as delivered
-        self._resume: _state.Progress | None = None  # loaded by load_state_dict, for next iter()
+        self._epochs = Epochs()  # the epoch counters, progress and checkpoints (epochs.py)
         self._profiler = Profiler()  # dl.stats (see profile.py)
+        self._executors = EpochExecutors(self._profiler)  # inline, workers, persistent, "auto"
 
     def _use_seed(self, seed: int) -> None:
         """Build the stages that depend on the seed (again, when a state's seed is adopted)."""
@@ -214,7 +209,7 @@ class DataLoader(Generic[T]):
         (``accelerate``'s ``Accelerator()`` or ``init_process_group`` called after the loader):
         shard from now on. ``share_seed`` (at ``iter()``, which every rank calls) also takes
         rank 0's seed when none was given: a collective, never run from ``len()``."""
-        if self._shard is not None or self.options.shard != "detect" or self._progress:
+        if self._shard is not None or self.options.shard != "detect" or self._epochs.progress:
             return
         opts = self.options
         spec = resolve_shard("detect", opts.uneven, opts.sampler, opts.batch_sampler, self.dataset)
@@ -247,24 +242,28 @@ class DataLoader(Generic[T]):
         torch DDP scripts keep a loader's epochs in step (they call the sampler's)."""
         return LoaderEpochs(self)
 
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """This rank's ``(rank, world_size)`` when the loader shards, else None."""
+        spec = self._shard
+        return None if spec is None else (spec.rank, spec.world_size)
+
     # -- epochs --------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """The epoch of the latest ``iter()`` (the one in progress while iterating)."""
+        return self._epochs.current
+
     def __len__(self) -> int:
         """The number of batches per epoch (``drop_last`` respected)."""
         self._join_a_late_job(share_seed=False)
-        resume = self._resume
-        return self._planner.num_batches(
-            self._next_epoch, None if resume is None else resume.domain
-        )
+        return self._epochs.num_batches(self._planner)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``iter()`` epoch ``epoch`` (later ones follow from it)."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ConfigError(f"epoch must be a non-negative int, got {epoch!r}")
-        self._next_epoch = int(epoch)
-        self.epoch = int(epoch)
-        self._progress = None
-        if self._resume is not None and self._resume.epoch != epoch:
-            self._resume = None
+        self._epochs.set_next(int(epoch))
 
     def __iter__(self) -> Iterator[T]:
         """A new epoch, decided at the first ``next()``: an iterator created and dropped unread
@@ -279,12 +278,8 @@ class DataLoader(Generic[T]):
 
     def _epoch(self) -> Iterator[T]:
         total = length_or_none(self) if self.options.progress else None  # before the epoch advances
-        epoch = self._next_epoch
-        self.epoch = epoch
-        self._next_epoch = epoch + 1
-        progress = self._resume or _state.Progress(epoch)
-        self._resume = None
-        self._progress = progress
+        progress = self._epochs.begin()
+        epoch = progress.epoch
         batches = self._iterate(epoch, progress.next_batch, progress)
         if self.options.progress:
             left = None if total is None else total - progress.next_batch
@@ -298,9 +293,7 @@ class DataLoader(Generic[T]):
         peek = progress is None  # one_batch(): not an epoch, not counted in dl.stats
         if progress is None:
             progress = _state.Progress(epoch, start)
-        executor = self._executor(peek)
-        if executor is self._workers:
-            self._workers_owner = threading.get_ident()
+        executor = self._executors.for_epoch(self, peek)
         resumed_above = len(progress.above)  # delivered before a resume: not this run's
         rec = self._profiler.begin(
             epoch, start, lambda: progress.next_batch + len(progress.above) - resumed_above,
@@ -320,13 +313,12 @@ class DataLoader(Generic[T]):
             results = executor.run(tasks)
             if self._device is not None:
                 results = self._device.run(results)
+            if finish is not None and self.options.on_error == "skip":  # see state.py
+                results = _state.past_empty_batches(results, finish, progress, NO_BATCH)
+                finish = None
             for _seq, batch in results:
                 if finish is not None:
                     batch = finish(batch, epoch, _seq)
-                    if batch is NO_BATCH:  # on_error="skip" left out all its items
-                        progress.above.add(_seq)
-                        progress.advance()
-                        continue
                 # The batch is the user's once yielded: record it first (one compare, one write).
                 if _seq == progress.next_batch:
                     progress.next_batch = _seq + 1
@@ -345,96 +337,19 @@ class DataLoader(Generic[T]):
             rec.end(batch)
             if not peek:
                 self._profiler.collect(self.work, ended=True)
-            if executor is not self._workers:  # persistent workers outlive the epoch
-                executor.close()
-            elif self._workers_owner == threading.get_ident():
-                self._workers_owner = None
+            self._executors.done(executor)  # persistent workers outlive the epoch
 
     @property
     def stats(self) -> LoaderStats:
         """Where the latest epoch's time went: counts, stage times and a verdict (see
         :class:`~minibatcher.profile.LoaderStats`); readable during an epoch or after it."""
         self._profiler.collect(self.work)
-        return self._profiler.snapshot(LoaderFacts.of(self._tuned or self.options, self.work))
+        return self._profiler.snapshot(LoaderFacts.of(self._executors.options(self), self.work))
 
-    _workers: Executor | None = None  # the persistent workers' executor, while alive
-
-    def _executor(self, peek: bool = False) -> Executor:
-        """The executor of one epoch: inline, or workers (kept across epochs if persistent);
-        with ``num_workers="auto"`` not yet decided, one that decides while delivering the
-        epoch (see ``autotune.py``): only the executor changes, never the batches."""
-        opts = self._tuned or self.options
-        if opts.num_workers == "auto":
-            if peek:  # one_batch(): not worth measuring
-                return InlineExecutor(self.work)
-            return autotune.for_loader(self, self._adopt_choice)
-        if opts.num_workers == 0:
-            return InlineExecutor(self.work)
-        if opts.worker_type == "process" and multiprocessing.current_process().daemon:
-            # Inside a daemonic process (another loader's worker), which cannot have children.
-            if not self._warned_daemonic:
-                self._warned_daemonic = True
-                warnings.warn(
-                    f"DataLoader(num_workers={opts.num_workers}) inside a daemonic process (a "
-                    "DataLoader worker, say): daemonic processes cannot have children, so its "
-                    "batches are loaded inline, in this process (the same batches); pass "
-                    "worker_type='thread' to load them in threads",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-            return InlineExecutor(self.work)
-        workers = self._workers
-        if workers is not None and not getattr(workers, "closed", False):
-            owner = self._workers_owner
-            if owner is not None and owner != threading.get_ident():
-                raise RuntimeError(
-                    "this loader's persistent workers are serving an iteration in another "
-                    "thread: they serve one iteration at a time; give each thread its own "
-                    "DataLoader (or finish, or close, the other iteration first)"
-                )
-            return workers
-        executor = make_executor(self.work, opts, self.seed)
-        if opts.persistent_workers:
-            self._workers = executor
-        return executor
-
-    _warned_daemonic = False
-    _workers_owner: int | None = None  # the thread whose iteration uses the persistent workers
-
-    _tuned: LoaderOptions | None = None  # the options with num_workers="auto" resolved
-
-    def _adopt_choice(self, choice: autotune.Choice, executor: Executor) -> bool:
-        """Keep ``num_workers="auto"``'s choice; True when its executor is kept (persistent)."""
-        self._profiler.autotune = str(choice)
-        self._tuned = tuned = autotune.tuned_options(self.options, choice)
-        if self._profiler.current is not None:
-            self._profiler.current.executor = f"{executor!r} (chosen by num_workers='auto')"
-        if tuned.persistent_workers:
-            self._workers = executor
-            return True
-        return False
-
-    def close(self) -> None:
-        """Stop persistent workers and release their shared memory (idempotent).
-
-        Iterators close their own workers when they end; call this (or use ``with``) when
-        ``persistent_workers=True``. A loader that is garbage-collected closes itself too.
-        """
-        workers, self._workers = self._workers, None
-        if workers is not None:
-            workers.close()
-
-    def __enter__(self) -> DataLoader[T]:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # A fallback only (see NOTE [ Shutdown ] in transport/processes.py): close() is the way.
-        workers = self.__dict__.get("_workers")
-        if workers is not None:
-            workers.close()
+    def _release_workers(self) -> None:
+        executors = self.__dict__.get("_executors")  # absent if __init__ raised
+        if executors is not None:
+            executors.close()
 
     @property
     def _finish_in_main(self) -> Callable[[Any, int, int], Any] | None:
@@ -452,9 +367,13 @@ class DataLoader(Generic[T]):
     def new(self, **changes: Any) -> DataLoader[Any]:
         """A loader over the same data with the same arguments (and seed) but ``changes``;
         fastai's names ``shuffled`` and ``bs`` are accepted for ``shuffle`` and ``batch_size``
-        (``Learner.get_preds`` calls ``dl.new(shuffled=False, drop_last=False)``)."""
+        (``Learner.get_preds`` calls ``dl.new(shuffled=False, drop_last=False)``). Once
+        ``num_workers="auto"`` has chosen, the new loader keeps that choice."""
         aliases = {"shuffled": "shuffle", "bs": "batch_size"}
         kwargs = {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)}
+        tuned = self._executors.tuned
+        if tuned is not None:
+            kwargs.update(num_workers=tuned.num_workers, worker_type=tuned.worker_type)
         kwargs["seed"] = self.seed
         if self._device is not None:
             kwargs["device"] = self._device.device
@@ -480,8 +399,7 @@ class DataLoader(Generic[T]):
 
         For a single-pass iterator (a generator) this consumes the items it returns.
         """
-        epoch = self._next_epoch
-        for batch in self._iterate(epoch, start=0):
+        for batch in self._iterate(self._epochs.next, start=0):
             return batch
         raise ValueError("one_batch() found no batch: the data is empty (or all dropped)")
 
@@ -492,19 +410,7 @@ class DataLoader(Generic[T]):
         Take it between any two batches; a loader built with the same arguments (any
         ``num_workers`` or ``worker_type``) continues from it with :meth:`load_state_dict`.
         """
-        progress = self._progress
-        if progress is None or progress.finished or self._delivered_all(progress):
-            progress = self._resume or _state.Progress(self._next_epoch)
-        return _state.make_state(
-            config=self._state_config(),
-            epoch=progress.epoch,
-            next_batch=progress.next_batch,
-            above=progress.above,
-            spec=self._shard,
-            uneven=self.options.uneven,
-            domain=progress.domain,
-            source=progress.source_state if self._planner.stateful_stream else None,
-        )
+        return self._epochs.state_dict(self._planner)
 
     def load_state_dict(self, state: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
         """Continue from ``state``: the next ``iter()`` yields the rest of its epoch.
@@ -527,45 +433,7 @@ class DataLoader(Generic[T]):
             if saved != self.seed:
                 self.close()  # persistent workers were started with the drawn seed
                 self._use_seed(saved)  # seed=None adopts the saved seed; a given one must match
-        sliced = self._planner.sliced()
-        resume = _state.resume_point(
-            state,
-            self._state_config(),
-            self._shard,
-            self.options.uneven,
-            order=None if sliced is None else (len(sliced[0]), sliced[1], sliced[2]),
-            reads="a stream" if self._planner.sampler is None else "a user's sampler",
-            plan_length=self._plan_length,
-        )
-        self._resume = resume
-        self._progress = None
-        self._next_epoch = self.epoch = resume.epoch
-
-    def _delivered_all(self, progress: _state.Progress) -> bool:
-        """Whether the user has every batch of ``progress``'s epoch (its generator not yet
-        exhausted): a state then points at the next epoch, never at an empty rest of this one."""
-        if progress.above or progress.next_batch == 0:
-            return False
-        return progress.next_batch == self._plan_length(progress)
-
-    def _plan_length(self, progress: _state.Progress) -> int | None:
-        """The number of batches of ``progress``'s epoch, where known in advance."""
-        if isinstance(self.source, StreamSource):
-            return None
-        return length_or_none(self._planner.plan(progress.epoch, progress.domain))
-
-    def _state_config(self) -> dict[str, Any]:
-        """What must match between the loader that saved a state and the one loading it."""
-        opts, stream = self.options, isinstance(self.source, StreamSource)
-        return {
-            "dataset_length": self.source.length if stream else len(self.source),  # type: ignore[union-attr]
-            "batch_size": opts.batch_size,
-            "drop_last": opts.drop_last,
-            "shuffle": opts.shuffle,
-            "seed": self.seed,
-            "sampler": _state.describe_sampler(None if stream else self._planner.sampler),
-            "shuffle_buffer": opts.shuffle_buffer if stream and opts.shuffle else None,
-        }
+        self._epochs.load(state, self._planner)
 
     def __repr__(self) -> str:
         return (
@@ -587,4 +455,4 @@ class LoaderEpochs:
         self.loader.set_epoch(epoch)
 
     def __repr__(self) -> str:
-        return f"LoaderEpochs(next epoch {self.loader._next_epoch})"
+        return f"LoaderEpochs(next epoch {self.loader._epochs.next})"

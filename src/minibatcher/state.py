@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .errors import StateError
@@ -102,6 +102,36 @@ class Progress:
 
 
 _SNAPSHOTS_KEPT = 64  # prune stream snapshots below the watermark beyond this many
+
+
+def past_empty_batches(
+    results: Iterable[tuple[int, Any]],
+    finish: Callable[[Any, int, int], Any],
+    progress: Progress,
+    empty: Any,
+) -> Iterator[tuple[int, Any]]:
+    """``(seq, batch)`` of the batches that hold items (``on_error="skip"``), each passed on
+    only once the next one that holds items (or the end of the epoch) has arrived.
+
+    ``finish(batch, epoch, seq)`` unwraps a result; ``empty`` is what it returns for a batch
+    all of whose items were left out: such a batch is recorded in ``progress`` as delivered,
+    at once. So while the user holds a batch, every empty batch before the next one is already
+    counted: a state taken after the last batch that has items points at the next epoch (as
+    after any epoch's last batch), never at an empty rest of this epoch. Costs one batch held
+    back, with skipping only.
+    """
+    held: tuple[int, Any] | None = None
+    for seq, batch in results:
+        batch = finish(batch, progress.epoch, seq)
+        if batch is empty:
+            progress.above.add(seq)
+            progress.advance()
+            continue
+        if held is not None:
+            yield held
+        held = (seq, batch)
+    if held is not None:
+        yield held
 
 
 def keep_snapshot(progress: Progress, seq: int, snapshot: Any) -> None:

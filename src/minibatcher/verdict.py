@@ -31,6 +31,9 @@ class LoaderFacts:
     fast_path: bool
     batched_source: bool
     has_transform: bool
+    torch_facade: bool = False
+    """``minibatcher.torch.DataLoader``'s: torch's arguments only (no ``worker_type``, no
+    ``num_workers="auto"``), so the advice names only those."""
 
     @classmethod
     def of(cls, options: Any, work: Any) -> LoaderFacts:
@@ -82,6 +85,8 @@ def verdict(
         )
     if facts.num_workers == 0:
         cpus = os.cpu_count() or 1
+        if cpus > 1 and facts.torch_facade:
+            return head + f"try num_workers={cpus}"
         if cpus > 1:
             return head + (
                 f"try num_workers={cpus} (or num_workers='auto'); worker_type='thread' suits "
@@ -90,8 +95,9 @@ def verdict(
         return head + "this machine has one CPU: make fetch and transforms cheaper"
     transport = stages.get("transport", 0.0)
     work = sum(stages.get(name, 0.0) for name in STAGES)
-    if transport > work and facts.worker_type == "process":
+    if transport > work and facts.worker_type == "process" and not facts.torch_facade:
         return head + "moving batches dominates: try worker_type='thread' or fewer, larger items"
+    prefetch = "prefetch_factor" if facts.torch_facade else "prefetch"
     return head + (
-        f"raise num_workers (now {facts.num_workers}) or prefetch (now {facts.prefetch})"
+        f"raise num_workers (now {facts.num_workers}) or {prefetch} (now {facts.prefetch})"
     )

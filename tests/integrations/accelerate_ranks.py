@@ -1,4 +1,10 @@
-"""Run by ``torchrun --nproc_per_node 2`` (test_accelerate.py): each rank writes what it saw."""
+"""Run by ``torchrun --nproc_per_node 2`` (test_accelerate.py): each rank writes what it saw.
+
+Kinds ``torch_facade`` and ``core``: minibatcher's loaders through
+``minibatcher.accelerate.Accelerator`` (the one-import-line switch), ``accelerator.prepare(model,
+optimizer, dl)``. Kinds ``torch`` and ``torch_facade_plain``: torch's DataLoader and the facade
+through accelerate's own ``Accelerator`` (which rebuilds both as its torch DataLoaderShard).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import accelerate
 import torch
 import torch.utils.data as tud
-from accelerate import Accelerator
 
 import minibatcher
 import minibatcher.accelerate as mba
+import minibatcher.errors
 import minibatcher.torch
 
 N, BATCH = 40, 4
@@ -21,10 +28,10 @@ N, BATCH = 40, 4
 
 def make(kind: str) -> Any:
     ds = tud.TensorDataset(torch.arange(N))
-    if kind == "torch_facade":
-        generator = torch.Generator().manual_seed(0)
-        return minibatcher.torch.DataLoader(ds, BATCH, True, generator=generator)
-    return minibatcher.DataLoader(ds, BATCH, shuffle=True, seed=0, shard="auto")
+    if kind == "core":
+        return minibatcher.DataLoader(ds, BATCH, shuffle=True, seed=0, shard="auto")
+    cls = tud.DataLoader if kind == "torch" else minibatcher.torch.DataLoader
+    return cls(ds, BATCH, True, generator=torch.Generator().manual_seed(0))
 
 
 def items(batch: Any) -> list[int]:
@@ -32,13 +39,12 @@ def items(batch: Any) -> list[int]:
     return x.tolist()
 
 
-def run(kind: str, out: Path) -> dict[str, Any]:
-    acc = Accelerator(cpu=True, gradient_accumulation_steps=4)
+def train(acc: Any, kind: str, report: dict[str, Any]) -> Any:
+    """Two epochs of a model on this rank's share; returns the prepared loader."""
     model = torch.nn.Linear(1, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     model, optimizer, dl = acc.prepare(model, optimizer, make(kind))
-    dl = mba.prepare(acc, dl)
-    report: dict[str, Any] = {"epochs": [], "syncs": [], "devices": set()}
+    report.update(epochs=[], syncs=[], devices=set())
     for epoch in range(2):
         dl.set_epoch(epoch)
         seen, syncs = [], []
@@ -54,17 +60,33 @@ def run(kind: str, out: Path) -> dict[str, Any]:
         report["epochs"].append(seen)
         report["syncs"].append(syncs)
     report["devices"] = [*sorted(report["devices"]), acc.device.type]
+    return dl
+
+
+def run(kind: str, out: Path) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    if kind in ("torch", "torch_facade_plain"):
+        acc = accelerate.Accelerator(cpu=True, gradient_accumulation_steps=4)
+        dl = train(acc, kind, report)
+        report["type"] = type(dl).__name__
+        if kind == "torch_facade_plain":  # what accelerate returned is its loader, not ours
+            try:
+                mba.prepare(acc, dl)
+            except minibatcher.errors.ConfigError as e:
+                report["refused"] = "minibatcher.accelerate.Accelerator" in str(e)
+        return report
+    train(mba.Accelerator(cpu=True, gradient_accumulation_steps=4), kind, report)
 
     # save_state mid-epoch 1, then a new loader restored with load_state continues exactly
-    acc2 = Accelerator(cpu=True)
-    dl2 = mba.prepare(acc2, make(kind))
+    acc2 = mba.Accelerator(cpu=True)
+    dl2 = acc2.prepare(make(kind))
     dl2.set_epoch(1)
     it = iter(dl2)
     head = [items(next(it)) for _ in range(2)]
     acc2.save_state(str(out / f"{kind}-state"))
     del it
-    acc3 = Accelerator(cpu=True)
-    dl3 = mba.prepare(acc3, make(kind))
+    acc3 = mba.Accelerator(cpu=True)
+    dl3 = acc3.prepare(make(kind))
     acc3.load_state(str(out / f"{kind}-state"))
     dl3.set_epoch(1)
     report["resumed"] = head + [items(b) for b in dl3]
@@ -72,9 +94,14 @@ def run(kind: str, out: Path) -> dict[str, Any]:
     report["resume_epoch"] = 1 if kind == "core" else 0
 
     # skip_first_batches: the next epoch starts at batch 3
-    dl4 = mba.skip_first_batches(mba.prepare(Accelerator(cpu=True), make(kind)), 3)
+    acc4 = mba.Accelerator(cpu=True)
+    dl4 = acc4.skip_first_batches(acc4.prepare(make(kind)), 3)
     dl4.set_epoch(0)
     report["skipped"] = [items(b) for b in dl4]
+    # the function for an accelerate.Accelerator of one's own: the same shares
+    dl5 = mba.prepare(accelerate.Accelerator(cpu=True), make(kind))
+    dl5.set_epoch(0)
+    report["function"] = [items(b) for b in dl5]
     return report
 
 

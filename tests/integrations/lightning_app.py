@@ -23,6 +23,11 @@ KINDS = ("torch_facade", "core")
 
 def make_loader(kind: str, distributed: bool = False) -> Any:
     ds = tud.TensorDataset(torch.arange(N))
+    if kind in ("torch", "torch_facade") and distributed:
+        # A torch script's loader as it is: under DDP Lightning injects a DistributedSampler
+        # (it re-instantiates torch DataLoaders, the facade included, being a subclass).
+        cls = tud.DataLoader if kind == "torch" else minibatcher.torch.DataLoader
+        return cls(ds, BATCH, shuffle=True)
     if kind == "torch_facade":
         # As in any torch DDP script, a DistributedSampler: Lightning keeps its epoch in step
         # (set_epoch), which a RandomSampler lacks (an epoch-end checkpoint restores no loader
@@ -31,9 +36,7 @@ def make_loader(kind: str, distributed: bool = False) -> Any:
         extra = {} if distributed else {"num_replicas": 1, "rank": 0}
         sampler = tud.DistributedSampler(ds, shuffle=True, seed=0, **extra)
         return minibatcher.torch.DataLoader(ds, BATCH, sampler=sampler)
-    return minibatcher.DataLoader(
-        ds, BATCH, shuffle=True, seed=0, shard="auto" if distributed else None
-    )
+    return minibatcher.DataLoader(ds, BATCH, shuffle=True, seed=0)  # shards by default in DDP
 
 
 def loader_epoch(loader: Any) -> int:
@@ -41,6 +44,14 @@ def loader_epoch(loader: Any) -> int:
     if isinstance(loader, minibatcher.DataLoader):
         return loader.epoch
     return int(getattr(loader.sampler, "epoch", -1))
+
+
+def used_loader(module: pl.LightningModule, built: Any) -> Any:
+    """The loader Lightning iterates: ``built``, or the one it re-instantiated from it."""
+    used = module.trainer.train_dataloader
+    if built is not None and type(used) is not type(built):
+        raise AssertionError(f"Lightning iterates a {type(used)}, not a {type(built)}")
+    return used
 
 
 class Recorder(pl.LightningModule):
@@ -53,7 +64,8 @@ class Recorder(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         (x,) = batch
-        self.seen.append([self.current_epoch, batch_idx, x.tolist(), loader_epoch(self.loader)])
+        loader = used_loader(self, self.loader)
+        self.seen.append([self.current_epoch, batch_idx, x.tolist(), loader_epoch(loader)])
         return self.layer(x.float().view(-1, 1)).sum()
 
     def configure_optimizers(self) -> Any:

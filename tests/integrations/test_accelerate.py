@@ -1,6 +1,8 @@
-"""HF accelerate in 2 CPU processes started by torchrun, with minibatcher.accelerate.prepare:
-disjoint shares, batches on accelerator.device, gradient accumulation synced at the end of the
-loader, save_state/load_state exact on every rank, skip_first_batches."""
+"""HF accelerate in 2 CPU processes started by torchrun, with minibatcher.accelerate.Accelerator:
+``accelerator.prepare(model, optimizer, dl)`` gives disjoint shares, batches on
+accelerator.device, gradient accumulation synced at the end of the loader, save_state/load_state
+exact on every rank, skip_first_batches; with accelerate's own Accelerator the facade gets
+exactly the batches torch's DataLoader gets."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ pytest.importorskip("accelerate")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
 
 KINDS = ("torch_facade", "core")
+PLAIN = ("torch", "torch_facade_plain")  # through accelerate.Accelerator itself
 N = 40
 
 
@@ -31,7 +34,7 @@ def test_accelerate_two_ranks(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     done = subprocess.run(
         [torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-         str(port), str(script), str(tmp_path), *KINDS],
+         str(port), str(script), str(tmp_path), *KINDS, *PLAIN],
         env=env, timeout=180, capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -49,3 +52,10 @@ def test_accelerate_two_ranks(tmp_path: Path) -> None:
                 assert syncs == [False, False, False, True, True], (kind, syncs)
             assert rep["resumed"] == rep["epochs"][rep["resume_epoch"]], kind
             assert rep["skipped"] == rep["epochs"][0][3:], kind
+            assert rep["function"] == rep["epochs"][0], kind
+    for rep in ranks:  # accelerate's own Accelerator: the facade is torch's DataLoader there
+        assert rep["torch_facade_plain"].pop("refused") is True
+        assert rep["torch_facade_plain"] == rep["torch"]
+        assert rep["torch"]["type"] == "DataLoaderShard"
+    torch_shares = [[i for b in rep["torch"]["epochs"][0] for i in b] for rep in ranks]
+    assert sorted(torch_shares[0] + torch_shares[1]) == list(range(N))

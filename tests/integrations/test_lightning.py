@@ -47,11 +47,13 @@ def test_fit_and_exact_resume(kind: str, tmp_path: Path) -> None:
 
 
 def test_ddp_two_processes_disjoint_shares(tmp_path: Path) -> None:
-    """strategy="ddp", 2 CPU processes (gloo), both loader kinds in one launch."""
+    """strategy="ddp", 2 CPU processes (gloo), both loader kinds in one launch; the facade
+    built as a torch script builds torch's (shuffle=True, no sampler) gets exactly the shares
+    Lightning gives torch's own DataLoader (it injects a DistributedSampler into both)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "MASTER_ADDR": "127.0.0.1"}
     script = Path(app.__file__)
     subprocess.run(
-        [sys.executable, str(script), str(tmp_path), *app.KINDS], env=env, check=True,
+        [sys.executable, str(script), str(tmp_path), *app.KINDS, "torch"], env=env, check=True,
         timeout=170, cwd=tmp_path, capture_output=True,
     )  # fmt: skip
     for kind in app.KINDS:
@@ -62,3 +64,7 @@ def test_ddp_two_processes_disjoint_shares(tmp_path: Path) -> None:
             assert shares[0] | shares[1] == set(range(app.N)), (kind, epoch)
             for seen in ranks:
                 assert all(s[3] == epoch for s in seen if s[0] == epoch), kind
+    for r in range(2):
+        torch_seen = json.loads((tmp_path / f"torch-rank{r}.json").read_text())
+        facade_seen = json.loads((tmp_path / f"torch_facade-rank{r}.json").read_text())
+        assert facade_seen == torch_seen, r

@@ -5,9 +5,11 @@ copy is refreshed to the list's current items before each epoch."""
 from __future__ import annotations
 
 import pickle
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import pytest
 
 from minibatcher.sources.compact import CompactSequence
 
@@ -107,3 +109,87 @@ def test_an_unpicklable_item_added_later_drops_the_compact_copy(monkeypatch: Any
     data.append(lambda: 0)
     assert not compact_module.refresh_source(compacted, source)
     assert compact_module.compact_source(source) is None
+
+
+def test_records_round_trip_with_exact_types_and_bits() -> None:
+    """Flat dicts of scalars are stored by columns and come back equal, same key order, same
+    exact types (a bool stays a bool), floats bit for bit, any str (lone surrogates too)."""
+    from minibatcher.sources.compact_records import CompactRecords
+
+    rows = [
+        {"i": k - 2**62, "f": [-0.0, float("nan"), 1e308, 0.1][k % 4], "b": k % 2 == 0,
+         "s": ["", "é", "\ud800", "日本", "plain"][k % 5], "raw": bytes([k % 256]) * (k % 3),
+         "none": None}
+        for k in range(30)
+    ]
+    records = CompactRecords.encode(rows)
+    assert records is not None
+    for got, ref in zip(records.__getitems__(list(range(30))), rows, strict=True):
+        assert list(got) == list(ref)
+        assert [type(v) for v in got.values()] == [type(v) for v in ref.values()]
+        assert np.float64(got["f"]).tobytes() == np.float64(ref["f"]).tobytes()
+        assert {k: v for k, v in got.items() if k != "f"} == {
+            k: v for k, v in ref.items() if k != "f"}
+    assert records[-1]["i"] == rows[-1]["i"]
+    assert records.__getitems__([-30, 29])[0]["i"] == rows[0]["i"]
+    assert pickle.loads(pickle.dumps(records))[3]["s"] == rows[3]["s"]
+    with pytest.raises(IndexError, match="index 30 is out of bounds"):
+        records[30]
+    with pytest.raises(IndexError, match="index -31 is out of bounds"):
+        records.__getitems__([0, -31])
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"a": 1}, {"a": 2.0}],  # a column of two types
+        [{"a": 1}, {"a": True}],
+        [{"a": 1}, {"a": 2**63}],  # beyond int64
+        [{"a": 1, "b": 2}, {"b": 2, "a": 1}],  # another key order
+        [{"a": 1}, {"a": 1, "b": 2}],
+        [{1: 1}, {1: 2}],  # keys that are not str
+        [{"a": [1]}, {"a": [2]}],  # a value that is not a scalar
+        [{"a": 1}, OrderedDict(a=2)],  # not exactly a dict
+        [],
+    ],
+)
+def test_lists_that_are_not_records_are_refused(rows: list[Any]) -> None:
+    """They are stored as pickles instead (CompactRecords.encode says None)."""
+    from minibatcher.sources.compact_records import CompactRecords
+
+    assert CompactRecords.encode(rows) is None
+
+
+def test_records_refresh_sees_values_set_in_place_and_gives_up_when_no_longer_records() -> None:
+    from minibatcher.sources.compact_records import CompactRecords
+
+    rows: list[Any] = [{"id": i, "name": f"n{i}"} for i in range(20)]
+    records = CompactRecords.encode(rows)
+    assert records is not None
+    rows[3]["name"] = "changed"
+    rows.append({"id": 20, "name": "appended"})
+    assert records.refresh(rows)
+    assert records.__getitems__([3, 20]) == [rows[3], rows[20]]
+    rows[4]["id"] = None
+    assert not records.refresh(rows)
+
+
+def test_tuple_and_scalar_rows_are_stored_by_columns_and_checked_by_identity() -> None:
+    from minibatcher.sources.compact_records import CompactRecords
+
+    pairs: list[Any] = [(f"img/{i}.png", i % 7, i % 2 == 0) for i in range(30)]
+    names: list[Any] = [f"file-{i}" for i in range(30)]
+    for rows in (pairs, names):
+        records = CompactRecords.encode(rows)
+        assert records is not None
+        got = records.__getitems__([5, 0, -1])
+        assert got == [rows[5], rows[0], rows[-1]]
+        assert [type(x) for x in got] == [type(rows[0])] * 3
+        assert records.refresh(rows)  # unchanged: identity only
+        rows[4] = rows[4] + "!" if isinstance(rows[4], str) else ("new", 1, True)
+        rows.append(rows[1])
+        assert records.refresh(rows)
+        assert records.__getitems__(list(range(len(rows)))) == rows
+    assert CompactRecords.encode([(1, 2), (1, 2, 3)]) is None
+    assert CompactRecords.encode([(1, [2])]) is None
+    assert CompactRecords.encode([1, "a"]) is None

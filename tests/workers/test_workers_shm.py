@@ -16,6 +16,7 @@ from workers_helpers import Images, TorchImages
 
 from minibatcher import DataLoader
 from minibatcher.sources.compact import CompactSequence, compact_source
+from minibatcher.sources.compact_records import CompactRecords
 from minibatcher.sources.sequence import SequenceSource
 from minibatcher.transport import shm
 from minibatcher.transport.factory import process_work
@@ -154,11 +155,13 @@ def test_large_lists_are_compacted_for_process_workers(monkeypatch: pytest.Monke
     data = [{"i": i, "s": str(i)} for i in range(120)]
     source = compact_source(SequenceSource(data))
     assert source is not None
-    assert isinstance(source.data, CompactSequence)
+    assert isinstance(source.data, CompactRecords)  # flat dicts of scalars: by columns
+    assert isinstance(compact_source(SequenceSource([[i] for i in range(60)])).data,
+                      CompactSequence)
     assert compact_source(SequenceSource([lambda: 0] * 60)) is None
     assert compact_source(SequenceSource(data[:10])) is None
     dl = DataLoader(data, batch_size=7, shuffle=True, seed=4, num_workers=2)
-    assert isinstance(process_work(dl.work).source.data, CompactSequence)
+    assert isinstance(process_work(dl.work).source.data, CompactRecords)
     expected = [(b["i"].tolist(), b["s"]) for b in DataLoader(data, batch_size=7, shuffle=True,
                                                                seed=4)]
     assert [(b["i"].tolist(), b["s"]) for b in dl] == expected

@@ -1,38 +1,105 @@
-"""ShardShuffleSampler: shuffle shards, then items within a seeded window (data read by shard).
+"""ShardShuffleSampler: shuffle shards, then items within blocks (data read by shard).
 
 In: the sizes of the groups that hold consecutive indices (tar shards, Parquet row groups), a
-seed and an epoch. Out: an :class:`ArrayOrder` of all indices: the groups in a random order, their
-indices concatenated, then shuffled locally: the index at position ``p`` goes where
-``p + U(0, buffer_size)`` sorts, so each index moves at most ``buffer_size`` places, as through a
-shuffle buffer of that size (but with a bounded reach, and computed in one vectorised sort). All
-a pure function of ``(seed, epoch)``. State: none; sliced, sharded and resumed like every sampler.
+seed and an epoch. Out: a :class:`ShardShuffleOrder`, computed per slice: the groups in a random
+order, their indices concatenated, then cut into blocks of ``buffer_size`` positions, each block
+shuffled by its own generator, so an index moves less than ``buffer_size`` places. All a pure
+function of ``(seed, epoch)``. State: none; sliced, sharded and resumed like every sampler.
 
-This is WebDataset's shuffle (shard order plus a buffer), computed on indices in the main process
-instead of on samples in each worker: the loader still decides every batch, so the batches are
-the same whatever the workers, and resume is exact. Reads stay near the shards being read, so a
-source that decodes a group at a time (a Parquet row group) keeps few groups cached.
+Nothing per index is materialised: the order holds the groups' permutation and their running
+sizes (O(groups)), and a slice of positions costs the permutations of the blocks it touches
+(O(buffer_size) each, a few kept). So a data set of billions of rows costs the memory of its
+row-group table, not of its rows, and a resumed epoch starts at once at any batch.
+
+This is WebDataset's shuffle (shard order plus a buffer) and MosaicML Streaming's block shuffle,
+computed on indices in the main process instead of on samples in each worker: the loader still
+decides every batch, so the batches are the same whatever the workers, sharding across ranks
+takes each position exactly once, and resume is exact. Reads stay near the shards being read: a
+block touches at most ``buffer_size / group size + 2`` groups, so a source that decodes a group
+at a time (a Parquet row group) keeps few groups cached.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 
 import numpy as np
 
-from .._seed import ORDER_STREAM, generator
-from .._typing import IndexOrder
-from .base import ArrayOrder, Sampler, check_positive_int
+from .._seed import BLOCK_STREAM, ORDER_STREAM, generator
+from .._typing import IndexArray, IndexOrder
+from .base import Sampler, check_positive_int
 from .order import permutation
+
+_BLOCKS_KEPT = 4
+"""Block permutations an order keeps (consecutive slices reuse the block they are in)."""
+
+
+class ShardShuffleOrder:
+    """One epoch's shard-shuffled order, evaluated per position (an IndexOrder view)."""
+
+    __slots__ = ("_blocks", "_cum", "_epoch", "_firsts", "_seed", "block", "length")
+
+    def __init__(
+        self, starts: IndexArray, sizes: IndexArray, block: int, seed: int, epoch: int
+    ) -> None:
+        rng = generator(seed, epoch, ORDER_STREAM)
+        shards = permutation(rng, len(sizes))
+        ordered = sizes[shards]
+        keep = ordered > 0  # empty groups take no positions
+        self._firsts = starts[shards][keep]  # the first index of each group, in epoch order
+        self._cum = np.concatenate([[0], np.cumsum(ordered[keep])]).astype(np.int64)
+        self.length = int(self._cum[-1])
+        self.block = block
+        self._seed, self._epoch = seed, epoch
+        self._blocks: collections.OrderedDict[int, IndexArray] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _block(self, b: int) -> IndexArray:
+        """The permutation of block ``b``'s positions (its own generator: any block at once)."""
+        perm = self._blocks.get(b)
+        if perm is None:
+            size = min(self.block, self.length - b * self.block)
+            perm = permutation(generator(self._seed, self._epoch, BLOCK_STREAM, b), size)
+            self._blocks[b] = perm
+            if len(self._blocks) > _BLOCKS_KEPT:
+                self._blocks.popitem(last=False)
+        return perm
+
+    def take(self, positions: IndexArray) -> IndexArray:
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= self.length):
+            raise IndexError(f"positions must lie in [0, {self.length})")
+        if self.block > 1 and positions.size:
+            size = self.block
+            blocks = positions // size
+            shuffled = np.empty_like(positions)
+            edges = np.flatnonzero(np.diff(blocks)) + 1  # runs of one block (slices: few)
+            for lo, hi in zip([0, *edges.tolist()], [*edges.tolist(), len(positions)],
+                              strict=True):
+                b = int(blocks[lo])
+                shuffled[lo:hi] = b * size + self._block(b)[positions[lo:hi] - b * size]
+            positions = shuffled
+        group = np.searchsorted(self._cum, positions, side="right") - 1
+        return self._firsts[group] + (positions - self._cum[group])
+
+    def slice(self, start: int, stop: int) -> IndexArray:
+        return self.take(np.arange(start, min(stop, self.length), dtype=np.int64))
+
+    def __repr__(self) -> str:
+        return f"ShardShuffleOrder(len={self.length}, block={self.block})"
 
 
 class ShardShuffleSampler(Sampler):
-    """Indices grouped in shards, shuffled by shard order, then locally, each epoch.
+    """Indices grouped in shards, shuffled by shard order, then within blocks, each epoch.
 
     Args:
         shard_sizes: the number of items in each group of consecutive indices (group 0 holds
             indices ``0 .. shard_sizes[0] - 1``, and so on).
-        buffer_size: how far an item may move from its place in the shard order (1: shards
-            shuffled, items in order).
+        buffer_size: the positions shuffled together (1: shards shuffled, items in order);
+            an item moves less than ``buffer_size`` places.
         seed: overrides the loader's seed when set.
     """
 
@@ -49,7 +116,7 @@ class ShardShuffleSampler(Sampler):
         self.shard_sizes = sizes.astype(np.int64)
         self.buffer_size = int(check_positive_int(buffer_size, "buffer_size") or 1)
         self._starts = np.concatenate([[0], np.cumsum(self.shard_sizes)]).astype(np.int64)
-        self._cached: tuple[int, int, ArrayOrder] | None = None  # a loader asks more than once
+        self._cached: tuple[int, int, ShardShuffleOrder] | None = None  # asked more than once
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -58,24 +125,11 @@ class ShardShuffleSampler(Sampler):
         cached = self._cached
         if cached is not None and cached[:2] == (seed, epoch):
             return cached[2]
-        order = self._draw(seed, epoch)
+        order = ShardShuffleOrder(
+            self._starts[:-1], self.shard_sizes, self.buffer_size, seed, epoch
+        )
         self._cached = (seed, epoch, order)
         return order
-
-    def _draw(self, seed: int, epoch: int) -> ArrayOrder:
-        rng = generator(seed, epoch, ORDER_STREAM)
-        shards: list[int] = permutation(rng, len(self.shard_sizes)).tolist()
-        starts, stops = self._starts[:-1], self._starts[1:]
-        pieces = [np.arange(starts[s], stops[s], dtype=np.int64) for s in shards]
-        grouped = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
-        if self.buffer_size <= 1:
-            return ArrayOrder(grouped)
-        # A local shuffle: position p sorts by p + U(0, buffer), so an index moves at most
-        # buffer_size places either way (a shuffle buffer whose reach is bounded: vectorised,
-        # and a reader's cache of decoded groups need only cover about two buffers).
-        keys = np.arange(len(grouped), dtype=np.float64)
-        keys += rng.uniform(0.0, float(self.buffer_size), len(grouped))
-        return ArrayOrder(grouped[np.argsort(keys, kind="stable")])
 
     def __repr__(self) -> str:
         return (

@@ -9,7 +9,6 @@ never iterated, so its epoch counter and workers are left alone).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import itertools
 import numbers
 from collections.abc import Generator, Mapping
@@ -19,10 +18,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..loader import DataLoader
-from ..samplers.shard import shard_length
+from ..samplers.shard import ShardSpec, shard_length
 from ..sources import IndexedSource, StreamSource
-
-_LOADER_ARGS = frozenset(inspect.signature(DataLoader.__init__).parameters) - {"self", "data"}
 
 
 def check_loader(dl: Any, name: str = "dl") -> DataLoader[Any]:
@@ -39,18 +36,11 @@ def check_loader(dl: Any, name: str = "dl") -> DataLoader[Any]:
 
 
 def loader_like(dl: DataLoader[Any], batch_size: int, **changes: Any) -> DataLoader[Any]:
-    """A new loader with ``dl``'s data and options (its resolved seed too), at ``batch_size``."""
-    opts = dl.options
-    kwargs = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
-              if f.name in _LOADER_ARGS}
-    tuned = getattr(dl, "_tuned", None)  # num_workers="auto" already measured: keep its answer
-    if opts.num_workers == "auto" and tuned is not None:
-        kwargs.update(num_workers=tuned.num_workers, worker_type=tuned.worker_type)
-    kwargs.update(batch_size=batch_size, seed=dl.seed, progress=False)
-    kwargs.update(changes)
-    if kwargs.get("sampler") is not None:
-        kwargs["shuffle"] = False
-    return DataLoader(dl.dataset, **kwargs)
+    """A new loader with ``dl``'s data and options (its resolved seed, and the choice of
+    ``num_workers="auto"`` once made), at ``batch_size``."""
+    if changes.get("sampler") is not None:
+        changes.setdefault("shuffle", False)
+    return dl.new(batch_size=batch_size, progress=False, **changes)
 
 
 def population(dl: DataLoader[Any]) -> int | None:
@@ -62,7 +52,8 @@ def population(dl: DataLoader[Any]) -> int | None:
         n = len(opts.sampler) if hasattr(opts.sampler, "__len__") else None  # type: ignore[arg-type]
     else:
         n = len(source)
-    return shard_length(n, getattr(dl, "_shard", None))
+    shard = dl.shard
+    return shard_length(n, None if shard is None else ShardSpec(*shard, dl.options.uneven))
 
 
 def batch_length(batch: Any) -> int:

@@ -14,7 +14,9 @@ are only ever read. Two encodings, chosen per item:
   copy, against ~10 us for unpickling an array);
 - anything else is stored as its pickle.
 
-A worker decodes the items of its batch, which are new, private, short-lived objects. Under
+(A list of records, flat dicts with the same keys and scalar values, is stored column by column
+instead: ``sources/compact_records.py``.) A worker decodes the items of its batch, which are
+new, private, short-lived objects. Under
 spawn/forkserver it also makes the dataset cheaper to send. The loader uses it automatically
 for a plain ``list``/``tuple`` dataset of at least :data:`COMPACT_MIN_ITEMS` items when workers
 are processes, and only where it pays (:func:`_compacting_pays`: not for lists of arrays or
@@ -22,14 +24,23 @@ tensors, whose buffers copy-on-read leaves shared); items that cannot be pickled
 as it is. Items come back equal to the
 originals, as copies (as with any process worker).
 
-NOTE [ Compact copies stay current ]: the loader keeps one compact copy per loader and, before
-each epoch's workers start, :meth:`CompactSequence.refresh` compares it with the list by item
-identity (``is``; the copy holds a reference to every item it encoded, in the main process only,
-so an identity cannot be reused by a new object). Items replaced, added, removed or reordered
-since are re-encoded, and only they (a full rebuild when more than a quarter changed). Cost: ~10
-ns an item per epoch when nothing changed. An item mutated *in place* (a dict's value set, an
-array written into) keeps its identity and is not re-encoded: assign a new object
-(``data[i] = new``), or use ``worker_type="thread"``, to have process workers see it.
+NOTE [ Compact copies stay current ]: each epoch sees the list as it is at ``iter()``, as with
+0 workers, threads and torch. The loader keeps one compact copy per loader and, before each
+epoch's workers start, refreshes it (:meth:`CompactSequence.refresh`, exact, no sampling):
+
+- items replaced, added, removed or reordered are found by identity (``is``: the copy holds a
+  reference to every item it encoded, in the main process only, so an identity cannot be
+  reused by a new object): ~10 ns an item;
+- items that can change in place without a new identity (anything but scalars, ``str``,
+  ``bytes`` and tuples or frozensets of them) are re-encoded and compared with their stored
+  bytes: a dict's value set, a list appended to, a nested container changed, an array written
+  into (or reshaped) are all seen. This costs what encoding costs, about a pickle per item;
+- lists of records (flat dicts of scalars, ``sources/compact_records.py``) are re-encoded
+  column by column, a C loop per column.
+
+Changed items are re-encoded (a full rebuild when more than a quarter changed). Persistent
+workers are the exception, like torch's: they were forked (or sent the data) once, and keep
+serving the list as it was when they started, whatever happens to it later.
 """
 
 from __future__ import annotations
@@ -37,11 +48,14 @@ from __future__ import annotations
 import operator
 import pickle
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
+from .._typing import IndexArray
 from .base import IndexedSource
+from .compact_records import CompactRecords
 from .sequence import SequenceSource
 
 COMPACT_MIN_ITEMS = 10_000
@@ -62,6 +76,41 @@ def _raw_array(item: Any) -> bool:
     )
 
 
+_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None), range})
+"""Exact types whose values cannot change (immutable, and holding nothing mutable)."""
+_NESTING = frozenset({tuple, frozenset})
+"""Immutable containers: frozen if what they hold is."""
+FROZEN_DEPTH = 4
+"""Tuples and frozensets nested deeper than this are treated as mutable (re-encoded)."""
+
+
+def _chunks(items: list[Any]) -> list[bytes]:
+    """Each item's encoding: a raw array's bytes, else its pickle."""
+    protocol = pickle.HIGHEST_PROTOCOL
+    if not any(map(isinstance, items, repeat(np.ndarray))):  # no arrays: one C loop
+        return list(map(pickle.dumps, items, repeat(protocol)))
+    return [item.tobytes() if _raw_array(item) else pickle.dumps(item, protocol) for item in items]
+
+
+def _frozen_flags(items: list[Any]) -> np.ndarray:
+    """Which items can never change in place: scalars, tuples and frozensets of them."""
+    types = list(map(type, items))
+    flags = np.fromiter(map(_SCALARS.__contains__, types), dtype=bool, count=len(items))
+    nested = np.fromiter(map(_NESTING.__contains__, types), dtype=bool, count=len(items))
+    for i in np.flatnonzero(nested).tolist():
+        flags[i] = _deeply_frozen(items[i], 1)
+    return flags
+
+
+def _deeply_frozen(item: Any, depth: int) -> bool:
+    kind = type(item)
+    if kind in _SCALARS:
+        return True
+    if kind in _NESTING and depth <= FROZEN_DEPTH:
+        return all(_deeply_frozen(x, depth + 1) for x in item)
+    return False
+
+
 class CompactSequence:
     """A read-only sequence stored as one byte buffer and tables describing each item."""
 
@@ -79,6 +128,7 @@ class CompactSequence:
         self.dtype_index = np.zeros(n, dtype=np.int16)
         self.ndims = np.zeros(n, dtype=np.int8)
         self.dims = np.zeros((n, 1), dtype=np.int64)
+        self._frozen = np.zeros(n, dtype=bool)  # main process only (NOTE above)
         chunks = self._encode(self._refs, np.arange(n))
         sizes = np.fromiter(map(len, chunks), dtype=np.int64, count=n)
         self._set_buffer(np.frombuffer(b"".join(chunks), dtype=np.uint8))
@@ -89,11 +139,11 @@ class CompactSequence:
 
     def _encode(self, items: list[Any], positions: np.ndarray) -> list[bytes]:
         """The bytes of each item; fills the tables at ``positions``."""
-        dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
-        chunks = [
-            item.tobytes() if _raw_array(item) else dumps(item, protocol) for item in items
-        ]
-        raw = [i for i, item in enumerate(items) if type(item) is np.ndarray and _raw_array(item)]
+        chunks = _chunks(items)
+        self._frozen[positions] = _frozen_flags(items)
+        arrays = map(isinstance, items, repeat(np.ndarray))
+        candidates = np.flatnonzero(np.fromiter(arrays, dtype=bool, count=len(items))).tolist()
+        raw = [i for i in candidates if _raw_array(items[i])]
         if not raw:
             self.kinds[positions] = PICKLED
             return chunks
@@ -129,9 +179,11 @@ class CompactSequence:
         """Bring the copy up to date with ``items`` (NOTE [ Compact copies stay current ])."""
         refs, n = self._refs, len(items)
         common = min(n, len(refs))
-        changed = np.flatnonzero(
-            np.fromiter(map(operator.is_not, items, refs), dtype=bool, count=common)
-        )
+        replaced = np.fromiter(map(operator.is_not, items, refs), dtype=bool, count=common)
+        suspects = np.flatnonzero(~replaced & ~self._frozen[:common])
+        if len(suspects):  # may have been changed in place: compare their encodings
+            replaced[suspects[self._stale(suspects)]] = True
+        changed = np.flatnonzero(replaced)
         added = n - common
         if len(changed) + max(added, 0) > n // 4 or n < len(refs):
             self._encode_all(items)
@@ -153,6 +205,27 @@ class CompactSequence:
             else:
                 refs.append(item)
 
+    def _stale(self, positions: np.ndarray) -> np.ndarray:
+        """Which of the (unreplaced) items at ``positions`` no longer encode as stored (C loops
+        over the items; a Python step only for arrays, whose dtype and shape are compared)."""
+        refs = self._refs
+        items = [refs[i] for i in positions.tolist()]
+        slices = map(slice, self.starts[positions].tolist(), self.stops[positions].tolist())
+        stored = map(self._view.__getitem__, slices)
+        count = len(items)
+        stale = ~np.fromiter(map(operator.eq, stored, _chunks(items)), dtype=bool, count=count)
+        arrays = np.fromiter(map(isinstance, items, repeat(np.ndarray)), dtype=bool, count=count)
+        for k in np.flatnonzero(arrays | (self.kinds[positions] == RAW)).tolist():
+            i, item = int(positions[k]), items[k]
+            if not _raw_array(item):
+                stale[k] |= self.kinds[i] == RAW
+            else:  # same bytes: the dtype or shape may have been set in place
+                stale[k] |= self.kinds[i] != RAW or (
+                    self._dtypes[self.dtype_index[i]] != item.dtype
+                    or self.dims[i, : self.ndims[i]].tolist() != list(item.shape)
+                )
+        return stale
+
     def _grow(self, n: int) -> None:
         """Room in the tables for ``n`` items (the new rows are filled by the caller)."""
         old = len(self.kinds)
@@ -164,6 +237,7 @@ class CompactSequence:
         self.dims = np.concatenate([self.dims, np.zeros((n - old, self.dims.shape[1]), np.int64)])
         self.starts = np.resize(self.starts, n)
         self.stops = np.resize(self.stops, n)
+        self._frozen = np.resize(self._frozen, n)
 
     # -- decoding (workers) ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -197,18 +271,25 @@ class CompactSequence:
         return [decode(i, a, b) for i, a, b in zip(indices, starts, stops, strict=True)]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            k: v for k, v in self.__dict__.items() if k not in ("_refs", "_view", "_dtype_codes")
-        }
+        local = ("_refs", "_view", "_dtype_codes", "_frozen")  # main process only, or rebuilt
+        return {k: v for k, v in self.__dict__.items() if k not in local}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._refs = []
+        self._frozen = np.zeros(0, dtype=bool)
         self._dtype_codes = {}
         self._set_buffer(self.buffer)
 
     def __repr__(self) -> str:
         return f"CompactSequence(len={len(self)}, bytes={self.buffer.nbytes})"
+
+
+class CompactRecordsSource(SequenceSource):
+    """A :class:`CompactRecords` as a source: the batch's index array goes to it as it is."""
+
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        return self.data.rows(indices)
 
 
 def compact_source(source: IndexedSource) -> IndexedSource | None:
@@ -218,6 +299,9 @@ def compact_source(source: IndexedSource) -> IndexedSource | None:
         return None
     if len(data) < COMPACT_MIN_ITEMS or not _compacting_pays(data):
         return None
+    records = CompactRecords.encode(data)
+    if records is not None:
+        return CompactRecordsSource(records)
     try:
         return SequenceSource(CompactSequence(data))
     except Exception:  # unpicklable items: keep the list (fork still works)
@@ -259,9 +343,11 @@ def refresh_source(compacted: IndexedSource, source: IndexedSource | None) -> bo
     current items; False if it cannot be (the caller then compacts anew)."""
     compact = getattr(compacted, "data", None)
     data: Any = getattr(source, "data", None)
-    if not isinstance(compact, CompactSequence) or type(data) not in (list, tuple):
+    if type(data) not in (list, tuple) or len(data) < COMPACT_MIN_ITEMS:
         return False
-    if len(data) < COMPACT_MIN_ITEMS:
+    if isinstance(compact, CompactRecords):
+        return compact.refresh(data)
+    if not isinstance(compact, CompactSequence):
         return False
     try:
         compact.refresh(data)

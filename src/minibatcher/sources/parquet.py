@@ -8,8 +8,10 @@ an item is one row ``{column: value}``. State: none.
 What the files say is enough to index them: the footer of each file gives its row groups and
 their row counts, read once in the main process at construction. A batch's rows are grouped by
 row group; each needed row group is read and decoded whole (the unit Parquet compresses), kept in
-a small least-recently-used cache of ``cache_row_groups`` decoded groups per process, and the
-rows are gathered from it. Memory is bounded by that cache, whatever the file's size.
+a small least-recently-used cache of ``cache_row_groups`` decoded groups per process
+(``row_groups.py``), and the rows copied from it: consecutive rows of one group (reading in
+order) as one slice per column, others gathered. Memory is bounded by that cache, whatever the
+file's size.
 
 Workers open the files themselves: a pickled source carries paths (and the pyarrow filesystem),
 never open readers. A ``ParquetFile`` object has no path, so its reader is shared by threads and
@@ -17,17 +19,16 @@ forked workers (both safe: reads are positioned) but cannot be sent to spawned w
 says to pass the path instead).
 
 Random access costs a row group decode per miss: with ``shuffle=True`` over a file of many row
-groups most batches touch many groups. A shard shuffle keeps the reads local (the row groups in
-a random order, each row moved at most ``buffer_size`` places):
-``sampler=ShardShuffleSampler(source.row_group_sizes, buffer_size)``, with ``cache_row_groups``
-at least ``2 * buffer_size / rows per group + 1``.
+groups most batches touch many groups. ``streaming=True`` keeps the reads local instead: the
+loader's shuffle then puts the row groups in a random order and shuffles rows within blocks of
+``shuffle_buffer`` positions (:class:`~minibatcher.samplers.ShardShuffleSampler`, computed per
+batch, nothing per row materialised), and a cache of ``shuffle_buffer / rows per group + 2``
+groups decodes each group once per epoch.
 """
 
 from __future__ import annotations
 
 import bisect
-import collections
-import contextlib
 import os
 import threading
 from collections.abc import Iterable
@@ -37,6 +38,7 @@ import numpy as np
 
 from .._typing import Allocator, IndexArray
 from .base import IndexedSource
+from .row_groups import Columns, GroupCache
 
 _NUMERIC = ("int", "uint", "float", "double", "bool", "halffloat")
 _NESTED = ("list", "large_list", "fixed_size_list", "struct", "map", "dictionary")
@@ -50,24 +52,40 @@ class ParquetSource(IndexedSource):
             a path or a list of paths.
         columns: the columns to read (default: all of the first file's).
         cache_row_groups: decoded row groups kept per process (the memory bound).
+        streaming: read the rows as a stream of row groups: with the loader's
+            ``shuffle=True``, each epoch puts the row groups in a random order and shuffles
+            the rows within blocks of ``shuffle_buffer`` positions
+            (:class:`~minibatcher.samplers.ShardShuffleSampler`), computed per batch: memory
+            does not grow with the number of rows, and reads stay within a few row groups.
+            Without it, ``shuffle=True`` is a uniform shuffle of all rows.
 
     Attributes:
         row_group_sizes: the row count of every row group, in row order (files in order).
+        shard_sizes: ``row_group_sizes`` with ``streaming=True`` (the groups the loader's
+            shuffle keeps together), else None.
     """
 
     batched = True
 
     def __init__(
-        self, data: Any, *, columns: Iterable[str] | None = None, cache_row_groups: int = 8
+        self,
+        data: Any,
+        *,
+        columns: Iterable[str] | None = None,
+        cache_row_groups: int = 8,
+        streaming: bool = False,
     ) -> None:
         super().__init__(data)
         if isinstance(cache_row_groups, bool) or not isinstance(cache_row_groups, int) or (
             cache_row_groups < 1
         ):
             raise ValueError(f"cache_row_groups must be a positive int, got {cache_row_groups!r}")
+        if not isinstance(streaming, bool):
+            raise ValueError(f"streaming must be a bool, got {streaming!r}")
         self.cache_row_groups = cache_row_groups
+        self.streaming = streaming
         self._handle, self._paths, self._filesystem = _files_of(data)
-        self._local = _Local()
+        self._readers = _Readers()
         metas = [self._open(i).metadata for i in range(len(self._paths))]
         schema = self._open(0).schema_arrow
         self.columns = list(schema.names) if columns is None else list(columns)
@@ -78,32 +96,51 @@ class ParquetSource(IndexedSource):
                   for g in range(m.num_row_groups)]
         self._groups = [(f, g) for f, g, _ in groups]
         self.row_group_sizes = [rows for _, _, rows in groups]
+        self.shard_sizes = self.row_group_sizes if streaming else None
         self._starts = np.concatenate([[0], np.cumsum(self.row_group_sizes)]).astype(np.int64)
         self._bounds: list[int] = self._starts.tolist()
         self._kinds = {name: _kind(schema.field(name).type, name, metas) for name in self.columns}
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
+        self._cache = GroupCache(self._decode, cache_row_groups)
+        self._all_arrays = all(kind in ("array", "float") for kind in self._kinds.values())
+        self._hot: tuple[int, int, int, bytes] = (0, 0, 0, b"")
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def fetch_items(self, indices: IndexArray) -> list[Any]:
+        batch = self.fetch_batch(indices)
+        return [{name: col[i] for name, col in batch.items()} for i in range(len(indices))]
+
     def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
-        if len(indices):  # the common, sequential case: all rows in the first row's group
-            starts = self._bounds
-            group = bisect.bisect_right(starts, int(indices[0])) - 1
-            local = indices - starts[group]
+        """The batch of rows ``indices``: consecutive rows of one row group are copied from a
+        slice of it, other rows gathered, from the decoded groups they are in."""
+        n = len(indices)
+        if n:  # the common cases: all rows in the first row's group, often consecutive
+            first = indices.item(0)
+            hot = self._hot  # the last group read: (start, stop, group, its row numbers' bytes)
+            if not hot[0] <= first < hot[1]:
+                hot = self._hot = self._group_of(first)
+            start, stop, group, rows = hot
+            lo, hi = first - start, first - start + n
+            if (
+                first + n <= stop
+                and indices.item(-1) == first + n - 1
+                and (n < 3 or indices.tobytes() == rows[lo * 8 : hi * 8])
+            ):  # consecutive: rows lo .. hi - 1 of the group
+                return self._slice_one(group, lo, hi, allocate)
+            local = indices - start
             # one reduction checks both ends: a negative offset is huge as unsigned
-            if int(local.view(np.uint64).max()) < starts[group + 1] - starts[group]:
+            if int(local.view(np.uint64).max()) < stop - start:
                 return self._gather_one(group, local, allocate)
         groups = np.searchsorted(self._starts, indices, side="right") - 1
         out: dict[str, Any] = {}
-        n = len(indices)
         for name, kind in self._kinds.items():
             out[name] = None if kind in ("array", "float") else [None] * n
         for group in np.unique(groups).tolist():
             where = np.flatnonzero(groups == group)
             local = indices[where] - self._starts[group]
-            decoded = self._decoded(group)
-            for name, column in decoded.items():
+            for name, column in self._cache.get(group).items():
                 if isinstance(column, np.ndarray):
                     if out[name] is None:
                         shape = (n, *column.shape[1:])
@@ -117,13 +154,38 @@ class ParquetSource(IndexedSource):
                         target[position] = column[row]
         return out
 
-    def fetch_items(self, indices: IndexArray) -> list[Any]:
-        batch = self.fetch_batch(indices)
-        return [{name: col[i] for name, col in batch.items()} for i in range(len(indices))]
+    def _group_of(self, row: int) -> tuple[int, int, int, bytes]:
+        """``(start, stop, group, bytes of the int64 row numbers start .. stop - 1)`` of the
+        group holding ``row``: a batch whose bytes equal a slice of them is consecutive (one
+        memcmp, cheaper than any NumPy reduction over the batch)."""
+        group = bisect.bisect_right(self._bounds, row) - 1
+        start, stop = self._bounds[group], self._bounds[group + 1]
+        return start, stop, group, np.arange(start, stop, dtype=np.int64).tobytes()
 
-    def _gather_one(self, group: int, local: IndexArray, allocate: Allocator | None) -> Any:
+    def _slice_one(
+        self, group: int, lo: int, hi: int, allocate: Allocator | None
+    ) -> dict[str, Any]:
+        """Rows ``lo .. hi - 1`` of one group: copies of slices of its decoded columns (a
+        memcpy; copies, so that the batch is the user's and the cache serves later epochs)."""
+        columns = self._cache.get(group)
+        if allocate is None and self._all_arrays:
+            return {name: column[lo:hi].copy() for name, column in columns.items()}
         out: dict[str, Any] = {}
-        for name, column in self._decoded(group).items():
+        for name, column in columns.items():
+            if type(column) is list:
+                out[name] = column[lo:hi]
+            elif allocate is None:
+                out[name] = column[lo:hi].copy()
+            else:
+                out[name] = allocate((hi - lo, *column.shape[1:]), column.dtype)
+                out[name][...] = column[lo:hi]
+        return out
+
+    def _gather_one(
+        self, group: int, local: IndexArray, allocate: Allocator | None
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, column in self._cache.get(group).items():
             if isinstance(column, np.ndarray):
                 if allocate is None:
                     out[name] = column[local]
@@ -134,28 +196,18 @@ class ParquetSource(IndexedSource):
                 out[name] = [column[i] for i in local.tolist()]
         return out
 
-    def _decoded(self, group: int) -> dict[str, Any]:
-        """Row group ``group`` decoded into columns, from this process's LRU cache."""
-        local = self._here()
-        cache = local.cache
-        hit = cache.get(group)
-        if hit is not None:  # no lock on a hit: a group evicted meanwhile is still whole
-            with contextlib.suppress(KeyError):
-                cache.move_to_end(group)
-            return hit
+    def _decode(self, group: int) -> Columns:
+        """Row group ``group`` read and decoded into columns (NumPy arrays or lists). Arrow
+        decodes the columns in parallel on its own threads (``use_threads``: the GIL is free
+        meanwhile), which measured faster than a read-ahead thread of ours on two busy cores."""
         file_index, row_group = self._groups[group]
         reader = self._open(file_index)
         if self._handle is not None:  # the user's one reader: shared, so reads take turns
             with _HANDLE_LOCK:
-                table = reader.read_row_group(row_group, columns=self.columns, use_threads=False)
+                table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
         else:
-            table = reader.read_row_group(row_group, columns=self.columns, use_threads=False)
-        decoded = {name: _convert(table.column(name), self._kinds[name]) for name in self.columns}
-        with local.lock:
-            cache[group] = decoded
-            while len(cache) > self.cache_row_groups:
-                cache.popitem(last=False)
-        return decoded
+            table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
+        return {name: _convert(table.column(name), self._kinds[name]) for name in self.columns}
 
     def _open(self, file_index: int) -> Any:
         """This process's reader of file ``file_index`` (opened on first use)."""
@@ -180,12 +232,12 @@ class ParquetSource(IndexedSource):
                     local.readers.pop(own.pop(0)).close()
         return reader
 
-    def _here(self) -> _Local:
-        """This process's readers and cache (a forked worker opens its own files: a reader's
-        state and a lock held at fork time must not be shared)."""
-        local = self._local
+    def _here(self) -> _Readers:
+        """This process's readers (a forked worker opens its own files: a reader's state and a
+        lock held at fork time must not be shared)."""
+        local = self._readers
         if local.pid != os.getpid():
-            local = self._local = _Local()
+            local = self._readers = _Readers()
         return local
 
     def __getstate__(self) -> dict[str, Any]:
@@ -196,17 +248,19 @@ class ParquetSource(IndexedSource):
                 "fork or thread workers"
             )
         state = dict(self.__dict__)
-        del state["_local"]
+        del state["_readers"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._local = _Local()
+        self._readers = _Readers()
+        self._cache.decode = self._decode  # the unpickled cache's bound method is this copy's
 
     def __repr__(self) -> str:
         return (
             f"ParquetSource(files={max(1, len(self._paths))}, rows={len(self)}, "
-            f"row_groups={len(self.row_group_sizes)}, columns={self.columns})"
+            f"row_groups={len(self.row_group_sizes)}, columns={self.columns}"
+            f"{', streaming=True' if self.streaming else ''})"
         )
 
 
@@ -216,14 +270,13 @@ _OPEN_FILES = 16
 _HANDLE_LOCK = threading.Lock()
 
 
-class _Local:
-    """One process's open readers and decoded row groups (a forked child makes its own)."""
+class _Readers:
+    """One process's open readers (a forked child opens its own)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.readers: dict[tuple[int, int], Any] = {}
-        self.cache: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
 
 
 def _files_of(data: Any) -> tuple[Any, list[str], Any]:
@@ -283,6 +336,8 @@ def _may_hold_nulls(name: str, metas: list[Any]) -> bool:
 
 
 def _convert(column: Any, kind: str) -> Any:
+    """A decoded column as NumPy (numeric; a view of Arrow's buffer where it can be) or a list.
+    Batches are copied out of it, so it is never handed to the user."""
     if kind == "array":
         return column.to_numpy()
     if kind == "float":

@@ -5,44 +5,51 @@ defaults, errors and attributes). Out: exactly torch's batches, in torch's order
 ``generator`` / ``torch.manual_seed`` state. State: the position in the current iteration and
 the RNG state it started from (``state_dict()``), for an exact resume.
 
-How it stays equal to torch: the arguments are checked by building a ``torch.utils.data.DataLoader``
-with them (no worker starts, no RNG is drawn), so every error is torch's own, and its resolved
-``sampler``, ``batch_sampler`` and ``collate_fn`` are used as they are. At ``iter()`` the RNG is
-consumed as torch consumes it: ``iter(index sampler)``, then one int64 draw for the workers' base
-seed (not again for persistent workers' later epochs). Batch ``i`` is computed by worker
-``i % num_workers``, seeded as torch seeds it, with torch's ``get_worker_info()`` set. An
-``IterableDataset`` is replicated into each worker (see ``transport/replicated.py``).
+How it stays equal to torch: it is a subclass of ``torch.utils.data.DataLoader`` whose
+``__init__`` is torch's own (no worker starts, no RNG is drawn), so every error, default and
+attribute is torch's, and the resolved ``sampler``, ``batch_sampler`` and ``collate_fn`` are used
+as they are; only ``__iter__`` is replaced. Being a torch DataLoader, it passes the
+``isinstance`` checks of the frameworks: Lightning re-instantiates it with a
+``DistributedSampler`` under DDP (the result is this class again, see the user guide).
+
+At ``iter()`` the RNG is consumed as torch consumes it: ``iter(index sampler)``, then one
+int64 draw for the workers' base seed (not again for persistent workers' later epochs). Batch
+``i`` is computed by worker ``i % num_workers``, seeded as torch seeds it, with torch's
+``get_worker_info()`` set. An ``IterableDataset`` is replicated into each worker (see
+``transport/replicated.py``).
 
 What minibatcher adds, without changing a batch: shared-memory transport of the results, one
 vectorised fetch for ``TensorDataset`` and tensors, ``state_dict()`` / ``load_state_dict()`` (any
-``num_workers``), a dead worker reported instead of a hang.
+``num_workers``), ``stats`` (the core's ``LoaderStats``), a dead worker reported instead of a
+hang.
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
-import math
 import multiprocessing
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar, final
+from typing import Any, TypeVar, final
 
 import torch
 import torch.utils.data as tud
-from torch.utils.data._utils.pin_memory import pin_memory as _torch_pin_memory
 
 from ..errors import StateError
+from ..profile import LoaderStats, Profiler
 from ..transport import InlineExecutor, ProcessExecutor
+from ..transport.owner import WorkersOwner
 from ..transport.replicated import ReplicatedExecutor, is_exhausted
-from .work import Failed, IterableWork, MapWork, TorchWorkerInit
+from ..verdict import LoaderFacts
+from .iteration import LoaderIter
+from .work import IterableWork, MapWork, TorchWorkerInit
 
 T = TypeVar("T")
 
 STATE_VERSION = 1
 _iterations = itertools.count()
 """Numbers the iterations of IterableDatasets (a worker starts a new iterator on a new one)."""
-_GUARDED = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
 
 
 def _rng_state(generator: torch.Generator | None) -> str:
@@ -59,8 +66,9 @@ def _set_rng_state(generator: torch.Generator | None, encoded: str) -> None:
 
 
 @final
-class DataLoader(Generic[T]):
-    """A drop-in ``torch.utils.data.DataLoader`` (same signature, batches and order).
+class DataLoader(WorkersOwner, tud.DataLoader[T]):
+    """A drop-in ``torch.utils.data.DataLoader`` (a subclass: same signature, batches and
+    order; ``isinstance(dl, torch.utils.data.DataLoader)`` holds).
 
     See ``torch.utils.data.DataLoader`` for the arguments. Additions: :meth:`state_dict` /
     :meth:`load_state_dict` (resume mid-iteration with any ``num_workers``), :meth:`close`,
@@ -75,8 +83,6 @@ class DataLoader(Generic[T]):
         >>> x.tolist(), y.dtype
         ([0.0, 1.0, 2.0, 3.0], torch.int64)
     """
-
-    __initialized = False
 
     def __init__(
         self,
@@ -99,31 +105,14 @@ class DataLoader(Generic[T]):
         pin_memory_device: str = "",
         in_order: bool = True,
     ) -> None:
-        # torch's own checks and defaults, by building torch's loader (cheap: nothing starts).
-        ref = tud.DataLoader(
+        # torch's own checks, defaults and attributes (nothing starts, no RNG is drawn)
+        super().__init__(
             dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
             pin_memory, drop_last, timeout, worker_init_fn, multiprocessing_context, generator,
             prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
             pin_memory_device=pin_memory_device, in_order=in_order,
         )  # fmt: skip
-        self.dataset = ref.dataset
-        self.batch_size: int | None = ref.batch_size
-        self.drop_last: bool = ref.drop_last
-        self.sampler = ref.sampler
-        self.batch_sampler = ref.batch_sampler
-        self.generator = ref.generator
-        self.num_workers: int = ref.num_workers
-        self.collate_fn = ref.collate_fn
-        self.pin_memory: bool = ref.pin_memory
-        self.pin_memory_device: str = ref.pin_memory_device
-        self.timeout: float = ref.timeout
-        self.worker_init_fn = ref.worker_init_fn
-        self.multiprocessing_context = ref.multiprocessing_context
-        self.prefetch_factor: int | None = ref.prefetch_factor
-        self.persistent_workers: bool = ref.persistent_workers
-        self.in_order: bool = ref.in_order
-        self._iterable = isinstance(ref.dataset, tud.IterableDataset)
-        self._IterableDataset_len_called: int | None = None
+        self._iterable = isinstance(self.dataset, tud.IterableDataset)
         self._workers: Any = None  # persistent workers' executor
         self._base_seed = 0
         self._yielded = 0  # batches the user received in the current iteration
@@ -131,39 +120,12 @@ class DataLoader(Generic[T]):
         self._start_rng: str | None = None  # the RNG state the current iteration started from
         self._drew_seed = True
         self._resume: dict[str, Any] | None = None
-        self.__initialized = True
-
-    def __setattr__(self, attr: str, value: Any) -> None:
-        if self.__initialized and attr in _GUARDED:
-            raise ValueError(
-                f"{attr} attribute should not be set after {type(self).__name__} is initialized"
-            )
-        super().__setattr__(attr, value)
-
-    # -- torch's rules ---------------------------------------------------------------------
-    @property
-    def _auto_collation(self) -> bool:
-        return self.batch_sampler is not None
-
-    @property
-    def _index_sampler(self) -> Any:
-        return self.batch_sampler if self._auto_collation else self.sampler
-
-    def __len__(self) -> int:
-        if self._iterable:
-            length = self._IterableDataset_len_called = len(self.dataset)  # type: ignore[arg-type]
-            if self.batch_size is not None:
-                size = self.batch_size
-                length = length // size if self.drop_last else math.ceil(length / size)
-            return length
-        return len(self._index_sampler)
-
-    def check_worker_number_rationality(self) -> None:
-        """Warn (torch's warning) when ``num_workers`` exceeds the CPUs this process may use."""
-        tud.DataLoader.check_worker_number_rationality(self)  # type: ignore[arg-type]
+        self._profiler = Profiler()  # dl.stats
+        self._stats_work: Any = None
+        self._iterations_begun = 0  # numbers dl.stats.epoch
 
     # -- iteration ---------------------------------------------------------------------------
-    def __iter__(self) -> _LoaderIter:
+    def __iter__(self) -> LoaderIter:  # type: ignore[override]
         resume, self._resume = self._resume, None
         reuse = self._workers is not None and not self._workers.closed
         generator = self.generator
@@ -205,7 +167,7 @@ class DataLoader(Generic[T]):
         results = self._run(tasks, skip)
         self._yielded = skip
         self._running = True
-        return _LoaderIter(self, results)
+        return LoaderIter(self, results)
 
     def _run(self, tasks: Iterator[Any], skip: int) -> Iterator[Any]:
         if self._iterable:
@@ -213,20 +175,58 @@ class DataLoader(Generic[T]):
         else:
             work = MapWork(self.dataset, self._auto_collation, self.collate_fn)
         if self.num_workers == 0:
+            executor: Any = InlineExecutor(work)
+            self._begin_stats(skip, executor, work)
             if self._iterable:
                 return _skip(_inline_stream(work, tasks), skip)
-            return InlineExecutor(work).run(tasks)
+            return executor.run(tasks)
         executor = self._workers
         if executor is None or executor.closed:
             executor = self._make_executor(work)
             if self.persistent_workers:
                 self._workers = executor
+        self._begin_stats(skip, executor, work)
         results = executor.run(tasks)
         if self._iterable:
             results = _skip(results, skip)
         if executor is self._workers:
             return results
         return _closing(results, executor)
+
+    # -- dl.stats (the core's Profiler; see profile.py) --------------------------------------
+    def _begin_stats(self, skip: int, executor: Any, work: Any) -> None:
+        self._stats_work = work
+        size = self._regular_batch_size()
+        number = self._iterations_begun
+        self._profiler.begin(number, skip, lambda: self._yielded, size, executor, work)
+        self._iterations_begun += 1
+
+    def _regular_batch_size(self) -> int | None:
+        """The size of every batch but the last, or None where sizes vary (then the profiler
+        counts every batch's items): a user's batch sampler, batches out of order, or the
+        replicas of an IterableDataset (each may end with a short batch)."""
+        if not self.in_order and self.num_workers > 1:
+            return None
+        if not self._auto_collation:
+            return 1  # batch_size=None: one item per "batch"
+        if self._iterable:
+            return self.batch_size if self.num_workers <= 1 else None
+        return self.batch_size if type(self.batch_sampler) is tud.BatchSampler else None
+
+    @property
+    def stats(self) -> LoaderStats:
+        """Where the latest iteration's time went (``minibatcher.profile.LoaderStats``, as the
+        core loader's ``dl.stats``): counts, stage times and a verdict; ``epoch`` is the number
+        of the iteration (0 for the first ``iter()``)."""
+        work = self._stats_work
+        self._profiler.collect(work)
+        facts = LoaderFacts(
+            num_workers=self.num_workers, worker_type="process",
+            prefetch=self.prefetch_factor or 0, fast_path=getattr(work, "fast", None) is not None,
+            batched_source=hasattr(self.dataset, "__getitems__"), has_transform=False,
+            torch_facade=True,
+        )  # fmt: skip
+        return self._profiler.snapshot(facts)
 
     def _make_executor(self, work: Any) -> ProcessExecutor:
         context = self.multiprocessing_context
@@ -271,24 +271,6 @@ class DataLoader(Generic[T]):
             return None
         accelerator = torch.accelerator.current_accelerator()
         return None if accelerator is None or accelerator.type == "mps" else accelerator.type
-
-    # -- lifecycle ----------------------------------------------------------------------------
-    def close(self) -> None:
-        """Stop persistent workers (idempotent); iterators stop their own workers."""
-        workers, self._workers = self._workers, None
-        if workers is not None:
-            workers.close()
-
-    def __enter__(self) -> DataLoader[T]:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        workers = self.__dict__.get("_workers")
-        if workers is not None:
-            workers.close()
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -398,66 +380,3 @@ def _closing(results: Iterator[Any], executor: Any) -> Iterator[Any]:
         yield from results
     finally:
         executor.close()
-
-
-class _LoaderIter:
-    """One iteration: torch's iterator protocol (``__next__``, ``__len__``) over the results."""
-
-    def __init__(self, loader: DataLoader[Any], results: Iterator[Any]) -> None:
-        self._loader = loader
-        self._results = results
-        self._num_yielded = 0
-        self._pin_device = loader._pin_device
-        self._device = loader._device
-
-    def __iter__(self) -> _LoaderIter:
-        return self
-
-    def __len__(self) -> int:
-        return len(self._loader._index_sampler)
-
-    def __next__(self) -> Any:
-        loader = self._loader
-        try:
-            _, batch = next(self._results)
-        except StopIteration:
-            loader._running = False
-            raise
-        except TimeoutError:
-            raise RuntimeError(f"DataLoader timed out after {loader.timeout} seconds") from None
-        if isinstance(batch, Failed):
-            raise batch.exception()
-        self._num_yielded += 1
-        loader._yielded += 1
-        expected = loader._IterableDataset_len_called
-        if loader._iterable and expected is not None and self._num_yielded > expected:
-            message = (
-                f"Length of IterableDataset {loader.dataset} was reported to be {expected}"
-                f"(when accessing len(dataloader)), but {self._num_yielded} samples have been "
-                "fetched. "
-            )
-            if loader.num_workers > 0:
-                message += (
-                    "For multiprocessing data-loading, this could be caused by not properly "
-                    "configuring the IterableDataset replica at each worker. Please see "
-                    "https://pytorch.org/docs/stable/data.html#torch.utils.data.IterableDataset "
-                    "for examples."
-                )
-            warnings.warn(message, stacklevel=2)
-        if self._pin_device is not None:
-            batch = _torch_pin_memory(batch, self._pin_device)  # type: ignore[no-untyped-call]
-        if self._device is not None:
-            batch = _to_device(batch, self._device)
-        return batch
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return type(batch)({k: _to_device(v, device) for k, v in batch.items()})
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(_to_device(v, device) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch

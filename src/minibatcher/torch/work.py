@@ -24,6 +24,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from torch.utils.data._utils.collate import collate_tensor_fn, default_collate_f
 
 from ..transport.remote_error import RemoteError, capture, reraise
 from ..transport.replicated import EXHAUSTED
+from ..work import STAGE_SAMPLE_MASK, STAGES
 
 
 class Failed:
@@ -103,7 +105,45 @@ def _collate(collate_fn: Callable[..., Any], data: Any, allocate: Any) -> Any:
     return collate_fn(data)
 
 
-class MapWork:
+class _StageTimings:
+    """``dl.stats``' stage timings, sampled as ``minibatcher.work.BatchWork`` samples them (the
+    executors' protocol: ``timed`` / ``untimed`` / ``take_timings``; NOTE [ Sampled
+    bookkeeping ] in ``profile.py``): 1 batch in 16 in workers, sparser inline."""
+
+    stage_sample_every = STAGE_SAMPLE_MASK + 1
+    _timings: dict[str, float]
+
+    def _batch(self, task: tuple[Any, ...], allocate: Any, weight: int) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, task: tuple[Any, ...], allocate: Any = None) -> Any:
+        return self._batch(task, allocate, 0 if task[1] & STAGE_SAMPLE_MASK else 1)
+
+    def timed(self, task: tuple[Any, ...], allocate: Any = None, weight: int = 1) -> Any:
+        """The batch of ``task``, its fetch and collate timed (``weight`` batches' worth)."""
+        return self._batch(task, allocate, weight)
+
+    def untimed(self, task: tuple[Any, ...], allocate: Any = None) -> Any:
+        """The batch of ``task``, not timed."""
+        return self._batch(task, allocate, 0)
+
+    def take_timings(self) -> dict[str, float]:
+        """The timings sampled since the last call, then reset (as ``BatchWork``'s)."""
+        taken = getattr(self, "_timings", None) or dict.fromkeys(("samples", *STAGES), 0.0)
+        self._timings = dict.fromkeys(("samples", *STAGES), 0.0)
+        return taken
+
+    def _record(self, t0: float, t1: float, weight: int) -> None:
+        """Fetch from ``t0`` to ``t1``, collate from ``t1`` to now (the fast path: all fetch)."""
+        timings = getattr(self, "_timings", None)
+        if timings is None:
+            timings = self._timings = dict.fromkeys(("samples", *STAGES), 0.0)
+        timings["samples"] += weight
+        timings["fetch"] += (t1 - t0) * weight
+        timings["collate"] += (perf_counter() - t1) * weight
+
+
+class MapWork(_StageTimings):
     """Fetch and collate one batch of a map-style dataset, as torch's fetcher does."""
 
     def __init__(self, dataset: Any, auto_collation: bool, collate_fn: Callable[..., Any]) -> None:
@@ -119,22 +159,34 @@ class MapWork:
         self.__dict__.update(state)
         self.fast = vectorised_fetch(self.dataset, self.collate_fn) if self.auto_collation else None
 
-    def __call__(self, task: tuple[Any, ...], allocate: Any = None) -> Any:
+    def _batch(self, task: tuple[Any, ...], allocate: Any, weight: int) -> Any:
         index = task[2]
+        t0 = perf_counter() if weight else 0.0
         try:
             if self.fast is not None and len(index) > 0:
-                return self.fast(index)
+                batch = self.fast(index)
+                if weight:
+                    self._record(t0, perf_counter(), weight)
+                return batch
             dataset = self.dataset
             if not self.auto_collation:
-                return self.collate_fn(dataset[index])
-            getitems = getattr(dataset, "__getitems__", None)
-            data = getitems(index) if getitems else [dataset[i] for i in index]
-            return _collate(self.collate_fn, data, allocate)
+                data = dataset[index]
+            else:
+                getitems = getattr(dataset, "__getitems__", None)
+                data = getitems(index) if getitems else [dataset[i] for i in index]
+            t1 = perf_counter() if weight else 0.0
+            if not self.auto_collation:
+                batch = self.collate_fn(data)
+            else:
+                batch = _collate(self.collate_fn, data, allocate)
+            if weight:
+                self._record(t0, t1, weight)
+            return batch
         except Exception as e:
             return Failed(e)
 
 
-class IterableWork:
+class IterableWork(_StageTimings):
     """Pull the next batch of this process's replica of an ``IterableDataset``.
 
     A new iteration (a new ``token`` in the task) starts a new iterator, as torch's workers do
@@ -164,27 +216,35 @@ class IterableWork:
         self.__dict__.update(state)
         self._token, self._iterator, self._ended = None, None, False
 
-    def __call__(self, task: tuple[Any, ...], allocate: Any = None) -> Any:
+    def _batch(self, task: tuple[Any, ...], allocate: Any, weight: int) -> Any:
         if task[2] != self._token:
             self._token, self._iterator, self._ended = task[2], None, False
         if self._ended:
             return EXHAUSTED
+        t0 = perf_counter() if weight else 0.0
         try:
             if self._iterator is None:
                 self._iterator = iter(self.dataset)
             if self.batch_size is None:
-                return self.collate_fn(next(self._iterator))
-            data = []
-            for _ in range(self.batch_size):
-                try:
-                    data.append(next(self._iterator))
-                except StopIteration:
+                item = next(self._iterator)
+                t1 = perf_counter() if weight else 0.0
+                batch = self.collate_fn(item)
+            else:
+                data = []
+                for _ in range(self.batch_size):
+                    try:
+                        data.append(next(self._iterator))
+                    except StopIteration:
+                        self._ended = True
+                        break
+                if not data or (self.drop_last and len(data) < self.batch_size):
                     self._ended = True
-                    break
-            if not data or (self.drop_last and len(data) < self.batch_size):
-                self._ended = True
-                return EXHAUSTED
-            return _collate(self.collate_fn, data, allocate)
+                    return EXHAUSTED
+                t1 = perf_counter() if weight else 0.0
+                batch = _collate(self.collate_fn, data, allocate)
+            if weight:
+                self._record(t0, t1, weight)
+            return batch
         except StopIteration:
             self._ended = True
             return EXHAUSTED

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from files_helpers import check_exact_resume, check_exactly_once, epoch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from minibatcher import DataLoader, collate
 from minibatcher.samplers import ShardShuffleSampler
@@ -112,7 +115,7 @@ def test_memory_is_bounded_by_the_row_group_cache(files: list[str]) -> None:
     source = ParquetSource(files, cache_row_groups=2)
     for group in range(8):
         source.fetch_batch(np.array([7 * group % ROWS]))
-    assert len(source._local.cache) == 2
+    assert len(source._cache.cached_groups()) == 2
 
 
 def test_resume_at_every_batch(files: list[str]) -> None:
@@ -140,3 +143,71 @@ def test_bad_arguments_are_refused(files: list[str], tmp_path: Path) -> None:
         ParquetSource(ds.dataset(str(csv), format="csv"))
     only_ids = epoch(ParquetSource(files, columns=["id"]), batch_size=50)
     assert list(only_ids[0]) == ["id"]
+
+
+# -- streaming: row groups in a random order, rows shuffled within blocks ------------------------
+def test_streaming_shuffles_row_groups_then_blocks_each_row_once_everywhere(
+    files: list[str],
+) -> None:
+    source = ParquetSource(ds.dataset(files), streaming=True)
+    assert source.shard_sizes == source.row_group_sizes
+    reference = check_exactly_once(
+        source, ids, list(range(ROWS)), batch_size=6, shuffle=True, shuffle_buffer=5, seed=3
+    )
+    order = [i for b in reference for i in ids(b)]
+    expected = ShardShuffleSampler(source.row_group_sizes, buffer_size=5).order(3, 0)
+    assert order == expected.slice(0, ROWS).tolist()
+    in_order = epoch(source, batch_size=6, seed=3)  # no shuffle: the rows in file order
+    assert [i for b in in_order for i in ids(b)] == list(range(ROWS))
+
+
+def test_streaming_resumes_at_every_batch(files: list[str]) -> None:
+    source = ParquetSource(files, streaming=True)
+    check_exact_resume(source, batch_size=4, shuffle=True, shuffle_buffer=6, seed=9)
+    check_exact_resume(source, batch_size=4, shuffle=True, shuffle_buffer=6, seed=9,
+                       shard=(1, 2))
+
+
+def test_streaming_decodes_each_row_group_once_per_epoch(files: list[str]) -> None:
+    """Blocks of 7 rows touch at most 3 row groups of 7 (4): a cache of 3 serves every read."""
+    source = ParquetSource(files, streaming=True, cache_row_groups=3)
+    decoded: list[int] = []
+    decode = source._decode
+
+    def counting(group: int) -> object:
+        decoded.append(group)
+        return decode(group)
+
+    source._cache.decode = counting
+    for e in range(2):
+        with DataLoader(source, batch_size=5, shuffle=True, shuffle_buffer=7, seed=e) as dl:
+            got = [i for b in dl for i in ids(b)]
+        assert sorted(got) == list(range(ROWS))
+        assert sorted(decoded) == list(range(8)), decoded
+        decoded.clear()
+        source._cache.here().cache.clear()
+        source._cache.here().last = None
+
+
+# -- the batched fetch: every kind of index batch gives the in-memory table's rows ------------
+@pytest.fixture(scope="module")
+def in_memory(files: list[str]) -> Any:
+    return as_source(pa.concat_tables([pq.read_table(p) for p in files]))
+
+
+@given(st.lists(st.tuples(st.integers(0, ROWS - 1), st.integers(1, 12)), min_size=1, max_size=4))
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_batch_equals_the_in_memory_rows(
+    files: list[str], in_memory: Any, runs: list[tuple[int, int]]
+) -> None:
+    """Runs of consecutive rows (within a group, across groups, alone or mixed with others)."""
+    source = ParquetSource(files, cache_row_groups=2)
+    whole = in_memory
+    indices = np.concatenate([np.arange(a, min(a + k, ROWS)) for a, k in runs]).astype(np.int64)
+    got = source.fetch_batch(indices)
+    assert same_batches(got, whole.fetch_batch(indices))
+    for column in got.values():  # the user's to change: never the cache's memory
+        if isinstance(column, np.ndarray):
+            column[...] = 0
+    assert same_batches(source.fetch_batch(indices), whole.fetch_batch(indices))

@@ -1,0 +1,117 @@
+"""One iteration of ``minibatcher.torch.DataLoader``: torch's iterator protocol over the
+executor's results.
+
+In: the loader and its results ``(seq, batch)``. Out: the batches, on the pinned or chosen
+device, as ``next()`` returns them (a batch that failed raises on its ``next()``, and the next
+one goes on, as torch's). State: the loader's count of the batches received (for
+``state_dict()``) and the iteration's ``dl.stats`` recorder (NOTE [ Sampled bookkeeping ] in
+``profile.py``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data._utils.pin_memory import pin_memory as _torch_pin_memory
+
+from .work import Failed
+
+if TYPE_CHECKING:
+    from .loader import DataLoader
+
+
+class LoaderIter:
+    """One iteration: torch's iterator protocol (``__next__``, ``__len__``) over the results."""
+
+    def __init__(self, loader: DataLoader[Any], results: Iterator[Any]) -> None:
+        self._loader = loader
+        self._results = results
+        self._num_yielded = 0
+        self._pin_device = loader._pin_device
+        self._device = loader._device
+        self._stats = loader._profiler.current  # this iteration's recorder (dl.stats)
+        self._sample_at = -1 if self._stats is None else self._stats.sample_at
+        self._sampled: int | None = None  # the batch timed last, until the next request
+        self._last: Any = None
+
+    def __iter__(self) -> LoaderIter:
+        return self
+
+    def __len__(self) -> int:
+        return len(self._loader._index_sampler)
+
+    def __next__(self) -> Any:
+        loader = self._loader
+        rec = self._stats
+        if self._sampled is not None and rec is not None:  # NOTE [ Sampled bookkeeping ]
+            self._sample_at = rec.resumed(self._sampled)
+            self._sampled = None
+        try:
+            _, batch = next(self._results)
+        except StopIteration:
+            if loader._running and rec is not None and rec is loader._profiler.current:
+                rec.end(_first_field(self._last))
+                loader._profiler.collect(loader._stats_work, ended=True)
+            self._last = None
+            loader._running = False
+            raise
+        except TimeoutError:
+            raise RuntimeError(f"DataLoader timed out after {loader.timeout} seconds") from None
+        if isinstance(batch, Failed):
+            raise batch.exception()
+        seq = loader._yielded
+        self._num_yielded += 1
+        loader._yielded += 1
+        expected = loader._IterableDataset_len_called
+        if loader._iterable and expected is not None and self._num_yielded > expected:
+            message = (
+                f"Length of IterableDataset {loader.dataset} was reported to be {expected}"
+                f"(when accessing len(dataloader)), but {self._num_yielded} samples have been "
+                "fetched. "
+            )
+            if loader.num_workers > 0:
+                message += (
+                    "For multiprocessing data-loading, this could be caused by not properly "
+                    "configuring the IterableDataset replica at each worker. Please see "
+                    "https://pytorch.org/docs/stable/data.html#torch.utils.data.IterableDataset "
+                    "for examples."
+                )
+            warnings.warn(message, stacklevel=2)
+        if self._pin_device is not None:
+            batch = _torch_pin_memory(batch, self._pin_device)  # type: ignore[no-untyped-call]
+        if self._device is not None:
+            batch = _to_device(batch, self._device)
+        if rec is not None:
+            self._last = batch
+            if seq >= self._sample_at:
+                rec.ready(seq, _first_field(batch))
+                self._sampled = seq
+        return batch
+
+
+def _first_field(batch: Any) -> Any:
+    """The part of a torch batch whose length is the number of items: ``default_collate``
+    makes a list of fields (one per element of the items' tuples), where the core's
+    ``batch_length`` would count the fields."""
+    while (
+        isinstance(batch, (list, tuple)) and batch
+        and isinstance(batch[0], (list, tuple, dict, torch.Tensor, np.ndarray))
+    ):  # fmt: skip
+        batch = batch[0]
+    return batch
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return type(batch)({k: _to_device(v, device) for k, v in batch.items()})
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
