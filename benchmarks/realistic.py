@@ -10,13 +10,15 @@ a fresh subprocess through ``bench.py``'s harness; the data is made by the bench
 - W8 image folder: 2,000 JPEGs of 500x375 (photo-like, quality 90) in 10 class folders; item =
   PIL decode, random-resized-crop box from the item's rng, bilinear resize to 224x224, uint8 CHW;
   bs 32. Ours: ``ImageFolder`` + the guide's crop recipe. "decode limit": 2 x one core running
-  the same item function in a plain loop.
+  the same item function in a plain loop; "2 plain processes": that function in 2 forked
+  processes (what 2 cores give); "minibatcher, torch's item": our loader on torch's dataset.
 - W9 token windows: a 200M-token uint16 memmap (400 MB); 20,000 windows of 1,025 tokens at fixed
   random offsets, (x, y) int64, bs 32, shuffle. Ours: ``TokenWindows``; "nanoGPT get_batch":
   nanoGPT's function in the main process. W9rss: the main process's peak RSS (MiB).
 - W10 variable length: 100,000 int32 token arrays (lognormal lengths, W10's), bs 64, padded to
   the batch's longest. W10b: the same, length-bucketed (ours: ``BucketBatchSampler``; torch: the
-  hand-written sampler of BENCHMARKS.md). W10f: ms to the first batch. W10p: padding, percent.
+  hand-written sampler of BENCHMARKS.md). W10f: ms from creating the loader to its first batch
+  (the list is made before). W10p: padding, percent.
 - Wpq Parquet: 2M rows x 4 numeric columns in row groups of 64k rows, bs 256, read through
   ``DataLoader(ParquetFile)`` against the same rows as an in-memory Arrow table.
 """
