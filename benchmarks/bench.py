@@ -29,7 +29,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from harness import Cell, Config, Target, Workload, drain, rate, results_table, targets_table
+from harness import (
+    Cell,
+    Config,
+    Target,
+    Workload,
+    drain,
+    rate,
+    results_table,
+    targets_table,
+    torch_loader,
+)
 
 CELL_TIMEOUT_S = 900  # one cell: a full W2 epoch of torch's default path takes seconds, not minutes
 
@@ -76,11 +86,6 @@ def loader_rate(loader: Any, items: int, config: Config) -> float:
     return rate(lambda _e: drain(loader), items, config)
 
 
-def torch_loader(data: Any, **kwargs: Any) -> Any:
-    """``torch.utils.data.DataLoader(data, **kwargs)`` (typed loosely: torch wants a Dataset)."""
-    import torch.utils.data as tud
-
-    return tud.DataLoader(data, **kwargs)
 
 
 # -- W1: range(1M), batch_size 64, shuffle ---------------------------------------------------------

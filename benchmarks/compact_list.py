@@ -1,12 +1,15 @@
 """First-batch time and per-item cost of a large Python list through 2 process workers.
 
 The compact copy of ``sources/compact.py`` (issue 8): 100,000 variable-length int32 arrays (or,
-with ``dicts``, 100,000 small dicts, which are compacted), batch size 64, ``collate_fn=list``
+with ``dicts``, 100,000 small dicts, which are compacted by columns; with ``nested``, 100,000
+dicts holding a list, which are compacted as pickles), batch size 64, ``collate_fn=list``
 (or ``pad``: ``minibatcher.pad_collate``), against torch's DataLoader with the same workers and
 against minibatcher's thread workers. Each loader is built anew per epoch (non-persistent
 workers, as by default); medians of 3 epochs::
 
-    .venv/bin/python benchmarks/compact_list.py torch|threads|processes [arrays|dicts] [list|pad]
+    .venv/bin/python benchmarks/compact_list.py LOADER [arrays|dicts|nested] [list|pad]
+
+with LOADER one of torch, threads, processes.
 
 ``refresh [N]``: what keeping the copy exact costs per epoch (NOTE [ Compact copies stay
 current ] in ``sources/compact.py``), on W7's rows (``{"id", "label", "weight"}``, N = 2,000,000
@@ -35,6 +38,9 @@ def make_data(kind: str) -> list[Any]:
     if kind == "dicts":
         lengths = rng.integers(1, 64, N).tolist()
         return [{"id": i, "name": f"n{i}", "len": k} for i, k in enumerate(lengths)]
+    if kind == "nested":
+        lengths = rng.integers(1, 8, N).tolist()
+        return [{"id": i, "tokens": list(range(k))} for i, k in enumerate(lengths)]
     return [np.arange(k, dtype=np.int32) for k in rng.integers(1, 64, N)]
 
 

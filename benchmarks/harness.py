@@ -18,6 +18,7 @@ import importlib.util
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 # Column order of the table; competitors not listed here follow in order of appearance.
 COLUMNS = (
@@ -189,3 +190,48 @@ def targets_table(
             verdict = "—" if t.informative else ("yes" if ok else "NO")
             lines.append(f"| {w.id} | {label} | {ratio:.2f}x | {t.rule()} | {verdict} |")
     return "\n".join(lines), all_met
+
+
+# -- helpers the workload modules share ----------------------------------------------------------
+def torch_loader(data: Any, **kwargs: Any) -> Any:
+    """``torch.utils.data.DataLoader(data, **kwargs)`` (typed loosely: torch wants a Dataset)."""
+    import torch.utils.data as tud
+
+    return tud.DataLoader(data, **kwargs)
+
+
+def our_loader(data: Any, **kwargs: Any) -> Any:
+    """``minibatcher.DataLoader(data, **kwargs)``."""
+    from minibatcher import DataLoader
+
+    return DataLoader(data, **kwargs)
+
+
+def loader_epochs(loader: Any, items: int, config: Config) -> float:
+    """Items/s over whole epochs of ``loader`` (then its persistent workers are stopped)."""
+    try:
+        return rate(lambda _e: drain(loader), items, config)
+    finally:
+        close = getattr(loader, "close", None)
+        if callable(close):
+            close()
+
+
+def median_ms(measure: Callable[[], float], config: Config) -> float:
+    """The median of ``config.epochs`` calls of ``measure()`` (seconds), in ms, after warm-ups."""
+    for _ in range(config.warmup):
+        measure()
+    return 1000 * statistics.median(measure() for _ in range(config.epochs))
+
+
+def plain_processes(run_share: Callable[[int], object], workers: int) -> None:
+    """Run ``run_share(w)`` for ``w < workers`` in as many forked processes, and wait: the limit
+    of a parallel loader (the same work, split evenly, no loader at all)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=run_share, args=(w,)) for w in range(workers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()

@@ -10,13 +10,15 @@ a fresh subprocess through ``bench.py``'s harness; the data is made by the bench
 - W8 image folder: 2,000 JPEGs of 500x375 (photo-like, quality 90) in 10 class folders; item =
   PIL decode, random-resized-crop box from the item's rng, bilinear resize to 224x224, uint8 CHW;
   bs 32. Ours: ``ImageFolder`` + the guide's crop recipe. "decode limit": 2 x one core running
-  the same item function in a plain loop.
+  the same item function in a plain loop; "2 plain processes": that function in 2 forked
+  processes (what 2 cores give); "minibatcher, torch's item": our loader on torch's dataset.
 - W9 token windows: a 200M-token uint16 memmap (400 MB); 20,000 windows of 1,025 tokens at fixed
   random offsets, (x, y) int64, bs 32, shuffle. Ours: ``TokenWindows``; "nanoGPT get_batch":
   nanoGPT's function in the main process. W9rss: the main process's peak RSS (MiB).
 - W10 variable length: 100,000 int32 token arrays (lognormal lengths, W10's), bs 64, padded to
   the batch's longest. W10b: the same, length-bucketed (ours: ``BucketBatchSampler``; torch: the
-  hand-written sampler of BENCHMARKS.md). W10f: ms to the first batch. W10p: padding, percent.
+  hand-written sampler of BENCHMARKS.md). W10f: ms from creating the loader to its first batch
+  (the list is made before). W10p: padding, percent.
 - Wpq Parquet: 2M rows x 4 numeric columns in row groups of 64k rows, bs 256, read through
   ``DataLoader(ParquetFile)`` against the same rows as an in-memory Arrow table.
 """
@@ -32,7 +34,18 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from harness import Cell, Config, Target, Workload, drain, rate
+from harness import (
+    Cell,
+    Config,
+    Target,
+    Workload,
+    loader_epochs,
+    median_ms,
+    our_loader,
+    plain_processes,
+    rate,
+    torch_loader,
+)
 
 WORKERS = 2
 SEED = 0
@@ -45,25 +58,10 @@ W10_FULL, W10_QUICK, W10_BATCH = 100_000, 20_000, 64
 PQ_FULL, PQ_QUICK, PQ_GROUP, PQ_BATCH = 2_000_000, 400_000, 65_536, 256
 
 
-def _torch(data: Any, **kwargs: Any) -> Any:
-    import torch.utils.data as tud
-
-    return tud.DataLoader(data, **kwargs)
 
 
-def _ours(data: Any, **kwargs: Any) -> Any:
-    from minibatcher import DataLoader
-
-    return DataLoader(data, **kwargs)
 
 
-def _epochs(loader: Any, items: int, config: Config) -> float:
-    try:
-        return rate(lambda _e: drain(loader), items, config)
-    finally:
-        close = getattr(loader, "close", None)
-        if callable(close):
-            close()
 
 
 # -- W8 -----------------------------------------------------------------------------------------
@@ -139,16 +137,33 @@ class W8Dataset:
 
 
 def w8_limit(config: Config) -> float:
+    """BENCHMARKS.md's decode limit: 2 x one core running the item function in a plain loop."""
     n = config.size(W8_FULL, W8_QUICK)
     data = W8Dataset(w8_folder(n))
     return WORKERS * rate(lambda _e: [data[i] for i in range(n)], n, config)
 
 
-def _w8(make: Callable[..., Any], **kwargs: Any) -> Callable[[Config], float]:
+def w8_processes(config: Config) -> float:
+    """The same item function in 2 plain forked processes (half the items each, per epoch):
+    what 2 cores really give (W4's kind of limit; on these machines < 2x one core)."""
+    n = config.size(W8_FULL, W8_QUICK)
+    data = W8Dataset(w8_folder(n))
+
+    def share(worker: int) -> None:
+        for i in range(worker, n, WORKERS):
+            data[i]
+
+    return rate(lambda _e: plain_processes(share, WORKERS), n, config)
+
+
+def _w8(make: Callable[..., Any], folder: bool = True, **kwargs: Any) -> Callable[[Config], float]:
+    """``folder``: ours reads ``ImageFolder`` with the guide's recipe (HWC arrays, cropped via
+    ``Image.fromarray``); otherwise every loader reads :class:`W8Dataset` (file to CHW)."""
+
     def run(config: Config) -> float:
         n = config.size(W8_FULL, W8_QUICK)
         root = w8_folder(n)
-        if make is _ours:
+        if make is our_loader and folder:
             from minibatcher.sources import ImageFolder
 
             data: Any = ImageFolder(root)
@@ -156,7 +171,7 @@ def _w8(make: Callable[..., Any], **kwargs: Any) -> Callable[[Config], float]:
         else:
             data = W8Dataset(root)
         loader = make(data, batch_size=W8_BATCH, shuffle=True, num_workers=WORKERS, **kwargs)
-        return _epochs(loader, n, config)
+        return loader_epochs(loader, n, config)
 
     return run
 
@@ -216,14 +231,14 @@ def w9_nanogpt(config: Config) -> float:
 def _w9(make: Callable[..., Any], **kwargs: Any) -> Callable[[Config], float]:
     def run(config: Config) -> float:
         tokens, offsets = w9_tokens(config)
-        if make is _ours:
+        if make is our_loader:
             from minibatcher.sources import TokenWindows
 
             data: Any = TokenWindows(tokens, W9_CONTEXT, offsets=offsets)
         else:
             data = W9Dataset(tokens, offsets)
         loader = make(data, batch_size=W9_BATCH, shuffle=True, num_workers=WORKERS, **kwargs)
-        return _epochs(loader, len(offsets), config)
+        return loader_epochs(loader, len(offsets), config)
 
     return run
 
@@ -283,14 +298,15 @@ class HandBucketSampler:
 def _w10(make: Callable[..., Any], bucketed: bool, **kwargs: Any) -> Callable[[Config], float]:
     def run(config: Config) -> float:
         n = config.size(W10_FULL, W10_QUICK)
-        return _epochs(_w10_loader(make, n, bucketed, **kwargs), n, config)
+        return loader_epochs(_w10_loader(make, w10_items(n), bucketed, **kwargs), n, config)
 
     return run
 
 
-def _w10_loader(make: Callable[..., Any], n: int, bucketed: bool, **kwargs: Any) -> Any:
-    items = w10_items(n)
-    ours = make is _ours
+def _w10_loader(make: Callable[..., Any], items: list[np.ndarray], bucketed: bool,
+                **kwargs: Any) -> Any:
+    n = len(items)
+    ours = make is our_loader
     if ours:
         from minibatcher import pad_collate
 
@@ -310,17 +326,22 @@ def _w10_loader(make: Callable[..., Any], n: int, bucketed: bool, **kwargs: Any)
 
 
 def _w10_first(make: Callable[..., Any], **kwargs: Any) -> Callable[[Config], float]:
+    """ms from creating the loader to its first batch (the list is made before the clock
+    starts: making 100k arrays takes ~1.3 s, whose noise hid the loaders' own ~0.1 s)."""
+
     def run(config: Config) -> float:
-        n = config.size(W10_FULL, W10_QUICK)
-        times = []
-        for _ in range(config.epochs):
+        items = w10_items(config.size(W10_FULL, W10_QUICK))
+
+        def once() -> float:
             start = time.perf_counter()
-            loader = _w10_loader(make, n, False, **kwargs)
+            loader = _w10_loader(make, items, False, **kwargs)
             it = iter(loader)
             next(it)
-            times.append(1000 * (time.perf_counter() - start))
-            del it, loader
-        return float(np.median(times))
+            elapsed = time.perf_counter() - start
+            del it, loader  # stopping the workers is not timed
+            return elapsed
+
+        return median_ms(once, config)
 
     return run
 
@@ -371,12 +392,16 @@ def _pq(kind: str, shuffle: bool) -> Callable[[Config], float]:
 
         from minibatcher import DataLoader
         from minibatcher.samplers import ShardShuffleSampler
+        from minibatcher.sources import ParquetSource
 
         path = pq_path(config)
         kwargs: dict[str, Any] = {"batch_size": PQ_BATCH, "seed": SEED}
         if kind == "memory":
             data: Any = pq.read_table(path)
             kwargs["shuffle"] = shuffle
+        elif kind == "cached":  # every decoded row group kept: later epochs decode nothing
+            groups = config.size(PQ_FULL, PQ_QUICK) // PQ_GROUP + 1
+            data = ParquetSource(path, cache_row_groups=groups)
         else:
             data = pq.ParquetFile(path)
             if shuffle:  # random rows, read a row group at a time
@@ -384,9 +409,25 @@ def _pq(kind: str, shuffle: bool) -> Callable[[Config], float]:
                           for g in range(data.metadata.num_row_groups)]
                 kwargs["sampler"] = ShardShuffleSampler(groups, buffer_size=PQ_GROUP)
         loader = DataLoader(data, **kwargs)
-        return _epochs(loader, config.size(PQ_FULL, PQ_QUICK), config)
+        return loader_epochs(loader, config.size(PQ_FULL, PQ_QUICK), config)
 
     return run
+
+
+def _ours_threads_torch(cell: Callable[..., Callable[[Config], float]]) -> tuple[Cell, ...]:
+    """minibatcher (processes), minibatcher threads and torch: ``cell(make, **loader_kwargs)``."""
+    return (
+        Cell(competitor="minibatcher", run=cell(our_loader)),
+        Cell(competitor="minibatcher threads", run=cell(our_loader, worker_type="thread")),
+        Cell(competitor="torch", run=cell(torch_loader), requires=("torch",)),
+    )
+
+
+def _vs_torch(at_least: float) -> tuple[Target, ...]:
+    return (
+        Target(numerator="minibatcher", denominator="torch", at_least=at_least),
+        Target(numerator="minibatcher threads", denominator="torch"),
+    )
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -395,22 +436,28 @@ WORKLOADS: tuple[Workload, ...] = (
         title="2,000 JPEGs 500x375, decode + random-resized-crop 224, bs 32, 2 workers",
         cells=(
             Cell(competitor="NumPy limit", run=w8_limit, requires=("PIL",)),
-            Cell(competitor="minibatcher", run=_w8(_ours), requires=("PIL",)),
-            Cell(competitor="minibatcher threads", run=_w8(_ours, worker_type="thread"),
+            Cell(competitor="minibatcher", run=_w8(our_loader), requires=("PIL",)),
+            Cell(competitor="torch", run=_w8(torch_loader), requires=("PIL", "torch")),
+            Cell(competitor="minibatcher threads", run=_w8(our_loader, worker_type="thread"),
                  requires=("PIL",)),
-            Cell(competitor="torch", run=_w8(_torch), requires=("PIL", "torch")),
+            Cell(competitor="2 plain processes", run=w8_processes, requires=("PIL",)),
+            Cell(competitor="minibatcher, torch's item", run=_w8(our_loader, folder=False),
+                 requires=("PIL",)),
         ),
         targets=(
             Target(numerator="minibatcher", denominator="NumPy limit", at_least=0.85),
             Target(numerator="minibatcher", denominator="torch"),
+            Target(numerator="minibatcher", denominator="2 plain processes"),
+            Target(numerator="minibatcher, torch's item", denominator="2 plain processes"),
+            Target(numerator="torch", denominator="2 plain processes"),
         ),
     ),
     Workload(
         id="W9",
         title="token windows 1,025 of a 200M uint16 memmap, bs 32, 2 workers",
         cells=(
-            Cell(competitor="minibatcher", run=_w9(_ours)),
-            Cell(competitor="torch", run=_w9(_torch), requires=("torch",)),
+            Cell(competitor="minibatcher", run=_w9(our_loader)),
+            Cell(competitor="torch", run=_w9(torch_loader), requires=("torch",)),
             Cell(competitor="nanoGPT get_batch", run=w9_nanogpt, requires=("torch",)),
         ),
         targets=(
@@ -424,47 +471,29 @@ WORKLOADS: tuple[Workload, ...] = (
         unit="MiB",
         higher_is_better=False,
         cells=(
-            Cell(competitor="minibatcher", run=_w9_rss(_ours)),
-            Cell(competitor="torch", run=_w9_rss(_torch), requires=("torch",)),
+            Cell(competitor="minibatcher", run=_w9_rss(our_loader)),
+            Cell(competitor="torch", run=_w9_rss(torch_loader), requires=("torch",)),
         ),
         targets=(Target(numerator="minibatcher", denominator="torch"),),
     ),
     Workload(
         id="W10",
         title="100k variable-length int32 arrays, bs 64, pad to longest, 2 workers",
-        cells=(
-            Cell(competitor="minibatcher", run=_w10(_ours, False)),
-            Cell(competitor="minibatcher threads", run=_w10(_ours, False, worker_type="thread")),
-            Cell(competitor="torch", run=_w10(_torch, False), requires=("torch",)),
-        ),
-        targets=(
-            Target(numerator="minibatcher", denominator="torch", at_least=2.0),
-            Target(numerator="minibatcher threads", denominator="torch"),
-        ),
+        cells=_ours_threads_torch(lambda make, **kw: _w10(make, False, **kw)),
+        targets=_vs_torch(at_least=2.0),
     ),
     Workload(
         id="W10b",
         title="W10 length-bucketed (ours: BucketBatchSampler; torch: hand-written)",
-        cells=(
-            Cell(competitor="minibatcher", run=_w10(_ours, True)),
-            Cell(competitor="minibatcher threads", run=_w10(_ours, True, worker_type="thread")),
-            Cell(competitor="torch", run=_w10(_torch, True), requires=("torch",)),
-        ),
-        targets=(
-            Target(numerator="minibatcher", denominator="torch", at_least=2.0),
-            Target(numerator="minibatcher threads", denominator="torch"),
-        ),
+        cells=_ours_threads_torch(lambda make, **kw: _w10(make, True, **kw)),
+        targets=_vs_torch(at_least=2.0),
     ),
     Workload(
         id="W10f",
         title="W10: create -> first batch, 2 workers",
         unit="ms",
         higher_is_better=False,
-        cells=(
-            Cell(competitor="minibatcher", run=_w10_first(_ours)),
-            Cell(competitor="minibatcher threads", run=_w10_first(_ours, worker_type="thread")),
-            Cell(competitor="torch", run=_w10_first(_torch), requires=("torch",)),
-        ),
+        cells=_ours_threads_torch(_w10_first),
         targets=(Target(numerator="minibatcher", denominator="torch", at_most=1.0),),
     ),
     Workload(
@@ -487,9 +516,13 @@ WORKLOADS: tuple[Workload, ...] = (
             Cell(competitor="in-memory Arrow table", run=_pq("memory", False),
                  requires=("pyarrow",)),
             Cell(competitor="minibatcher", run=_pq("file", False), requires=("pyarrow",)),
+            Cell(competitor="minibatcher, all row groups cached", run=_pq("cached", False),
+                 requires=("pyarrow",)),
         ),
         targets=(
             Target(numerator="minibatcher", denominator="in-memory Arrow table", at_least=0.8),
+            Target(numerator="minibatcher, all row groups cached",
+                   denominator="in-memory Arrow table"),
         ),
     ),
     Workload(

@@ -27,14 +27,25 @@ Workloads (both loaders fork their workers, the Linux default of both here):
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from harness import Cell, Config, Target, Workload, drain, rate
+from harness import (
+    Cell,
+    Config,
+    Target,
+    Workload,
+    drain,
+    loader_epochs,
+    median_ms,
+    our_loader,
+    plain_processes,
+    rate,
+    torch_loader,
+)
 
 WORKERS = 2
 W4_FULL, W4_QUICK, W4_BATCH, W4_ROUNDS = 20_000, 4_000, 32, 900
@@ -72,26 +83,10 @@ class Images:
         return np.full(W5_SHAPE, i % 256, dtype=np.uint8)
 
 
-def _torch(data: Any, **kwargs: Any) -> Any:
-    import torch.utils.data as tud
-
-    return tud.DataLoader(data, **kwargs)
 
 
-def _ours(data: Any, **kwargs: Any) -> Any:
-    from minibatcher import DataLoader
-
-    return DataLoader(data, **kwargs)
 
 
-def _epochs(loader: Any, items: int, config: Config) -> float:
-    """Items/s over whole epochs of ``loader`` (then its persistent workers are stopped)."""
-    try:
-        return rate(lambda _e: drain(loader), items, config)
-    finally:
-        close = getattr(loader, "close", None)
-        if callable(close):
-            close()
 
 
 # -- W4 -----------------------------------------------------------------------------------------
@@ -99,32 +94,21 @@ def _w4(make: Callable[..., Any], workers: int) -> Callable[[Config], float]:
     def run(config: Config) -> float:
         n = config.size(W4_FULL, W4_QUICK)
         loader = make(CpuBound(n), batch_size=W4_BATCH, shuffle=True, num_workers=workers)
-        return _epochs(loader, n, config)
+        return loader_epochs(loader, n, config)
 
     return run
 
 
-def _w4_share(data: CpuBound, worker: int) -> None:
-    for i in range(worker, len(data), WORKERS):
-        data[i]
-
-
 def w4_limit(config: Config) -> float:
     """W4's limit: two plain forked processes running the same items (half each) per epoch."""
-    import multiprocessing
-
     n = config.size(W4_FULL, W4_QUICK)
     data = CpuBound(n)
-    context = multiprocessing.get_context("fork")
 
-    def epoch(_e: int) -> None:
-        procs = [context.Process(target=_w4_share, args=(data, w)) for w in range(WORKERS)]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join()
+    def share(worker: int) -> None:
+        for i in range(worker, n, WORKERS):
+            data[i]
 
-    return rate(epoch, n, config)
+    return rate(lambda _e: plain_processes(share, WORKERS), n, config)
 
 
 # -- W5 -----------------------------------------------------------------------------------------
@@ -133,7 +117,7 @@ def _w5(make: Callable[..., Any]) -> Callable[[Config], float]:
         n = config.size(W5_ITEMS, W5_QUICK)
         loader = make(Images(n), batch_size=W5_BATCH, num_workers=WORKERS,
                       persistent_workers=True)
-        return _epochs(loader, n, config) * int(np.prod(W5_SHAPE)) / 1e6
+        return loader_epochs(loader, n, config) * int(np.prod(W5_SHAPE)) / 1e6
 
     return run
 
@@ -152,10 +136,6 @@ def w5_memcpy(config: Config) -> float:
 
 
 # -- W6 -----------------------------------------------------------------------------------------
-def _median_ms(measure: Callable[[], float], config: Config) -> float:
-    for _ in range(config.warmup):
-        measure()
-    return 1000 * statistics.median(measure() for _ in range(config.epochs))
 
 
 def _w6_fresh(make: Callable[..., Any]) -> Callable[[Config], float]:
@@ -170,7 +150,7 @@ def _w6_fresh(make: Callable[..., Any]) -> Callable[[Config], float]:
             del it, loader  # stopping the workers is not timed
             return elapsed
 
-        return _median_ms(once, config)
+        return median_ms(once, config)
 
     return run
 
@@ -190,7 +170,7 @@ def _w6_persistent(make: Callable[..., Any]) -> Callable[[Config], float]:
             return elapsed
 
         try:
-            return _median_ms(once, config)
+            return median_ms(once, config)
         finally:
             close = getattr(loader, "close", None)
             if callable(close):
@@ -205,7 +185,7 @@ def _w1w(make: Callable[..., Any]) -> Callable[[Config], float]:
         n = config.size(W1_FULL, W1_QUICK)
         loader = make(range(n), batch_size=W1_BATCH, shuffle=True, num_workers=WORKERS,
                       persistent_workers=True)
-        return _epochs(loader, n, config)
+        return loader_epochs(loader, n, config)
 
     return run
 
@@ -257,10 +237,10 @@ WORKLOADS: tuple[Workload, ...] = (
         title="cpu-bound 20k items x 0.2 ms, bs 32, 2 workers",
         cells=(
             Cell(competitor="NumPy limit", run=w4_limit),
-            Cell(competitor="minibatcher", run=_w4(_ours, WORKERS)),
-            Cell(competitor="minibatcher 0 workers", run=_w4(_ours, 0)),
-            Cell(competitor="torch", run=_w4(_torch, WORKERS), requires=("torch",)),
-            Cell(competitor="torch 0 workers", run=_w4(_torch, 0), requires=("torch",)),
+            Cell(competitor="minibatcher", run=_w4(our_loader, WORKERS)),
+            Cell(competitor="minibatcher 0 workers", run=_w4(our_loader, 0)),
+            Cell(competitor="torch", run=_w4(torch_loader, WORKERS), requires=("torch",)),
+            Cell(competitor="torch 0 workers", run=_w4(torch_loader, 0), requires=("torch",)),
         ),
         targets=(
             Target(numerator="minibatcher", denominator="NumPy limit", at_least=0.95),
@@ -275,8 +255,8 @@ WORKLOADS: tuple[Workload, ...] = (
         unit="MB/s",
         cells=(
             Cell(competitor="NumPy limit", run=w5_memcpy),
-            Cell(competitor="minibatcher", run=_w5(_ours)),
-            Cell(competitor="torch", run=_w5(_torch), requires=("torch",)),
+            Cell(competitor="minibatcher", run=_w5(our_loader)),
+            Cell(competitor="torch", run=_w5(torch_loader), requires=("torch",)),
         ),
         targets=(Target(numerator="minibatcher", denominator="torch", at_least=3.0),),
     ),
@@ -286,8 +266,8 @@ WORKLOADS: tuple[Workload, ...] = (
         unit="ms",
         higher_is_better=False,
         cells=(
-            Cell(competitor="minibatcher", run=_w6_fresh(_ours)),
-            Cell(competitor="torch", run=_w6_fresh(_torch), requires=("torch",)),
+            Cell(competitor="minibatcher", run=_w6_fresh(our_loader)),
+            Cell(competitor="torch", run=_w6_fresh(torch_loader), requires=("torch",)),
         ),
         targets=(Target(numerator="minibatcher", denominator="torch", at_most=0.7),),
     ),
@@ -297,8 +277,8 @@ WORKLOADS: tuple[Workload, ...] = (
         unit="ms",
         higher_is_better=False,
         cells=(
-            Cell(competitor="minibatcher", run=_w6_persistent(_ours)),
-            Cell(competitor="torch", run=_w6_persistent(_torch), requires=("torch",)),
+            Cell(competitor="minibatcher", run=_w6_persistent(our_loader)),
+            Cell(competitor="torch", run=_w6_persistent(torch_loader), requires=("torch",)),
         ),
         targets=(Target(numerator="minibatcher", denominator="torch", at_most=0.7),),
     ),
@@ -306,8 +286,8 @@ WORKLOADS: tuple[Workload, ...] = (
         id="W1w",
         title="range(N), bs 64, shuffle, through 2 persistent workers",
         cells=(
-            Cell(competitor="minibatcher", run=_w1w(_ours)),
-            Cell(competitor="torch", run=_w1w(_torch), requires=("torch",)),
+            Cell(competitor="minibatcher", run=_w1w(our_loader)),
+            Cell(competitor="torch", run=_w1w(torch_loader), requires=("torch",)),
         ),
         targets=(Target(numerator="minibatcher", denominator="torch", at_least=10.0),),
     ),
@@ -317,8 +297,8 @@ WORKLOADS: tuple[Workload, ...] = (
         unit="MiB",
         higher_is_better=False,
         cells=(
-            Cell(competitor="minibatcher", run=_w7(_ours)),
-            Cell(competitor="torch", run=_w7(_torch), requires=("torch",)),
+            Cell(competitor="minibatcher", run=_w7(our_loader)),
+            Cell(competitor="torch", run=_w7(torch_loader), requires=("torch",)),
         ),
         targets=(Target(numerator="minibatcher", denominator="torch", at_most=0.1),),
     ),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minibatcher import DataLoader, pad_collate
 
@@ -125,3 +127,52 @@ def test_a_pad_value_ints_cannot_hold_is_refused(pad_value: float) -> None:
     with pytest.raises(CollateError, match=r"pad_value=.* does not fit its int64 items"):
         pad_collate(pad_value=pad_value)([np.array([1, 2]), np.array([3])])
     assert np.isnan(pad_collate(pad_value=float("nan"))([np.ones(2), np.ones(1)])[1, 1])
+
+
+def _padded_row_by_row(items: list[np.ndarray], pad_value: int, side: str) -> np.ndarray:
+    """The reference: each row written on its own."""
+    longest = max(len(a) for a in items)
+    out = np.full((len(items), longest), pad_value, dtype=np.result_type(*items))
+    for row, a in zip(out, items, strict=True):
+        if side == "right":
+            row[: len(a)] = a
+        else:
+            row[longest - len(a) :] = a
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 12), min_size=1, max_size=9),
+    pad_value=st.integers(-3, 3),
+    side=st.sampled_from(["right", "left"]),
+    dtypes=st.lists(st.sampled_from(["int8", "int32", "int64", "float32"]), min_size=1),
+)
+def test_token_sequences_equal_row_by_row_padding(
+    lengths: list[int], pad_value: int, side: str, dtypes: list[str]
+) -> None:
+    """1-D items (the one-concatenate path): equal to padding each row on its own, for any
+    lengths (empty items and all-empty batches included), side, pad value and mixed dtypes."""
+    items = [
+        np.arange(1, n + 1).astype(dtypes[i % len(dtypes)]) for i, n in enumerate(lengths)
+    ]
+    padded, got_lengths = pad_collate(pad_value=pad_value, side=side, return_lengths=True)(items)
+    expected = _padded_row_by_row(items, pad_value, side)
+    assert padded.dtype == expected.dtype
+    assert padded.shape == expected.shape
+    np.testing.assert_array_equal(padded, expected)
+    assert got_lengths.tolist() == lengths
+
+
+def test_token_sequences_are_written_into_the_given_memory() -> None:
+    """With an allocator (a worker's shared-memory slot), the padded batch is written there."""
+    arena = np.zeros(64, dtype=np.int32)
+
+    def allocate(shape: tuple[int, ...], dtype: object) -> np.ndarray:
+        size = int(np.prod(shape))
+        return arena[:size].view(np.dtype(dtype)).reshape(shape)  # type: ignore[arg-type]
+
+    items = [np.array([1, 2, 3], np.int32), np.array([4], np.int32)]
+    batch = pad_collate(pad_value=9)(items, allocate)
+    assert np.shares_memory(batch, arena)
+    assert batch.tolist() == [[1, 2, 3], [4, 9, 9]]

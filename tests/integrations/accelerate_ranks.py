@@ -84,6 +84,7 @@ def run(kind: str, out: Path) -> dict[str, Any]:
     it = iter(dl2)
     head = [items(next(it)) for _ in range(2)]
     acc2.save_state(str(out / f"{kind}-state"))
+    acc2.wait_for_everyone()  # rank 0 writes the custom checkpoint: load only once it exists
     del it
     acc3 = mba.Accelerator(cpu=True)
     dl3 = acc3.prepare(make(kind))

@@ -50,7 +50,7 @@ def mixed_items() -> list[Any]:
 def test_round_trips_arrays_raw_and_other_items_pickled() -> None:
     items = mixed_items()
     compact = CompactSequence(items)
-    assert compact.kinds.tolist() == [1] * 8 + [0] * 6
+    assert compact.kinds.tolist() == [1] * 8 + [0] * 6  # 0: protocol-3 pickles (spliced)
     assert_items_equal([compact[i] for i in range(len(items))], items)
     picked = [13, 1, 1, 10]
     assert_items_equal(compact.__getitems__(picked), [items[i] for i in picked])
@@ -193,3 +193,46 @@ def test_tuple_and_scalar_rows_are_stored_by_columns_and_checked_by_identity() -
     assert CompactRecords.encode([(1, 2), (1, 2, 3)]) is None
     assert CompactRecords.encode([(1, [2])]) is None
     assert CompactRecords.encode([1, "a"]) is None
+
+
+class NeedsProtocol4:
+    """An item that protocol 3 cannot pickle: stored with protocol 5, unpickled alone."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if protocol < 4:
+            raise pickle.PicklingError("needs protocol 4")
+        return (NeedsProtocol4, ())
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is NeedsProtocol4
+
+    __hash__ = object.__hash__
+
+
+def test_a_batch_of_pickles_is_unpickled_in_one_piece_and_keeps_shared_references() -> None:
+    """NOTE [ One unpickling per batch ]: protocol-3 bodies spliced into one list pickle; an
+    item's internal sharing and cycles survive; protocol-5 items are decoded one by one."""
+    from minibatcher.sources import compact as compact_module
+
+    shared = [1, 2]
+    cyclic: list[Any] = ["x"]
+    cyclic.append(cyclic)
+    items: list[Any] = [{"a": shared, "b": shared}, cyclic, {"k": {"n": [3]}},
+                        NeedsProtocol4(), np.arange(3), "s"]
+    compact = CompactSequence(items)
+    kinds = compact.kinds.tolist()
+    assert kinds == [compact_module.PICKLED] * 3 + [compact_module.PICKLED5,
+                                                    compact_module.RAW, compact_module.PICKLED]
+    spliced = compact.__getitems__([0, 1, 2, 5, 0])
+    assert spliced[0] == items[0]
+    assert spliced[0]["a"] is spliced[0]["b"]
+    assert spliced[1][1] is spliced[1]
+    assert spliced[1][0] == "x"
+    assert spliced[2] == items[2]
+    assert spliced[3] == "s"
+    assert spliced[4] == items[0]
+    assert spliced[4]["a"] is not spliced[0]["a"]  # items stay independent of each other
+    mixed = compact.__getitems__([3, 4, 0])
+    assert mixed[0] == items[3]
+    assert mixed[1].tolist() == [0, 1, 2]
+    assert mixed[2] == items[0]

@@ -114,6 +114,6 @@ def test_refresh_reencodes_only_what_changed(monkeypatch: pytest.MonkeyPatch) ->
     assert compact.buffer.nbytes == size  # nothing changed: nothing re-encoded
     data[45].append(1)
     compact.refresh(data)
-    assert compact.buffer.nbytes == size + len(compact_module.pickle.dumps([5, 1], 5))
+    assert compact.buffer.nbytes == size + len(compact_module.pickle.dumps([5, 1], 3))
     assert compact[45] == [5, 1]
     assert compact.__getitems__([0, 44, 45]) == [data[0], data[44], data[45]]

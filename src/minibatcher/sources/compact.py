@@ -35,8 +35,8 @@ epoch's workers start, refreshes it (:meth:`CompactSequence.refresh`, exact, no 
   ``bytes`` and tuples or frozensets of them) are re-encoded and compared with their stored
   bytes: a dict's value set, a list appended to, a nested container changed, an array written
   into (or reshaped) are all seen. This costs what encoding costs, about a pickle per item;
-- lists of records (flat dicts of scalars, ``sources/compact_records.py``) are re-encoded
-  column by column, a C loop per column.
+- lists of records stored by columns (``sources/compact_records.py``): dict rows are
+  re-encoded, a C loop per column; tuple and scalar rows are checked by identity.
 
 Changed items are re-encoded (a full rebuild when more than a quarter changed). Persistent
 workers are the exception, like torch's: they were forked (or sent the data) once, and keep
@@ -45,6 +45,7 @@ serving the list as it was when they started, whatever happens to it later.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import pickle
 from collections.abc import Sequence
@@ -64,7 +65,17 @@ PAYS_SAMPLE = 64
 """How many items :func:`_compacting_pays` looks at."""
 MAX_NDIM = 8
 """Arrays with more dimensions than this are pickled."""
-PICKLED, RAW = 0, 1
+PICKLED, RAW, PICKLED5 = 0, 1, 2
+"""Item encodings: a protocol-3 pickle, raw array bytes, a protocol-5 pickle (NOTE below)."""
+SPLICE_PROTOCOL = 3
+SPLICE_HEAD, SPLICE_TAIL = b"\x80\x03(", b"l."
+"""NOTE [ One unpickling per batch ]: a protocol-3 pickle is ``PROTO 3``, a body, ``STOP``,
+and its body refers to its memo by explicit indices (``BINPUT n``/``BINGET n``: protocol 4+
+numbers memo entries implicitly, so their bodies cannot be spliced). The bodies of a batch's
+items between ``PROTO 3 MARK`` and ``LIST STOP`` therefore form one pickle of the list of
+items: an item's memo entries overwrite earlier items' only after those are built. One
+``pickle.loads`` per batch instead of one per item. Items that protocol 3 cannot pickle are
+stored with protocol 5 and unpickled one by one."""
 
 
 def _raw_array(item: Any) -> bool:
@@ -84,12 +95,25 @@ FROZEN_DEPTH = 4
 """Tuples and frozensets nested deeper than this are treated as mutable (re-encoded)."""
 
 
-def _chunks(items: list[Any]) -> list[bytes]:
-    """Each item's encoding: a raw array's bytes, else its pickle."""
-    protocol = pickle.HIGHEST_PROTOCOL
+def _chunks(items: list[Any]) -> tuple[list[bytes], bool]:
+    """Each item's encoding (a raw array's bytes, else its pickle), and whether all are
+    protocol-3 pickles."""
     if not any(map(isinstance, items, repeat(np.ndarray))):  # no arrays: one C loop
-        return list(map(pickle.dumps, items, repeat(protocol)))
-    return [item.tobytes() if _raw_array(item) else pickle.dumps(item, protocol) for item in items]
+        with contextlib.suppress(Exception):  # else item by item, protocol 5 where needed
+            return list(map(pickle.dumps, items, repeat(SPLICE_PROTOCOL))), True
+    return [item.tobytes() if _raw_array(item) else _pickle(item) for item in items], False
+
+
+def _pickle(item: Any) -> bytes:
+    try:
+        return pickle.dumps(item, SPLICE_PROTOCOL)
+    except Exception:  # e.g. an object over 4 GiB, or a __reduce_ex__ needing protocol 4+
+        return pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
+
+
+def _kind(chunk: bytes) -> int:
+    """The kind of a pickle made by :func:`_pickle` (raw arrays' bytes are marked after)."""
+    return PICKLED if chunk[1:2] == b"\x03" else PICKLED5
 
 
 def _frozen_flags(items: list[Any]) -> np.ndarray:
@@ -139,17 +163,19 @@ class CompactSequence:
 
     def _encode(self, items: list[Any], positions: np.ndarray) -> list[bytes]:
         """The bytes of each item; fills the tables at ``positions``."""
-        chunks = _chunks(items)
+        chunks, spliceable = _chunks(items)
         self._frozen[positions] = _frozen_flags(items)
         arrays = map(isinstance, items, repeat(np.ndarray))
         candidates = np.flatnonzero(np.fromiter(arrays, dtype=bool, count=len(items))).tolist()
         raw = [i for i in candidates if _raw_array(items[i])]
-        if not raw:
-            self.kinds[positions] = PICKLED
-            return chunks
-        kinds = np.zeros(len(items), dtype=np.uint8)
+        if spliceable:
+            kinds = np.full(len(chunks), PICKLED, dtype=np.uint8)
+        else:
+            kinds = np.fromiter(map(_kind, chunks), dtype=np.uint8, count=len(chunks))
         kinds[raw] = RAW
         self.kinds[positions] = kinds
+        if not raw:
+            return chunks
         shapes = [items[i].shape for i in raw]
         width = max(1, max(map(len, shapes)))
         if width > self.dims.shape[1]:
@@ -213,7 +239,8 @@ class CompactSequence:
         slices = map(slice, self.starts[positions].tolist(), self.stops[positions].tolist())
         stored = map(self._view.__getitem__, slices)
         count = len(items)
-        stale = ~np.fromiter(map(operator.eq, stored, _chunks(items)), dtype=bool, count=count)
+        chunks = _chunks(items)[0]
+        stale = ~np.fromiter(map(operator.eq, stored, chunks), dtype=bool, count=count)
         arrays = np.fromiter(map(isinstance, items, repeat(np.ndarray)), dtype=bool, count=count)
         for k in np.flatnonzero(arrays | (self.kinds[positions] == RAW)).tolist():
             i, item = int(positions[k]), items[k]
@@ -244,7 +271,7 @@ class CompactSequence:
         return len(self.kinds)
 
     def _decode(self, index: int, start: int, stop: int) -> Any:
-        if self.kinds[index] == PICKLED:
+        if self.kinds[index] != RAW:
             return pickle.loads(self._view[start:stop])
         dtype = self._dtypes[self.dtype_index[index]]
         shape = self.dims[index, : self.ndims[index]].tolist()
@@ -259,14 +286,18 @@ class CompactSequence:
         return self._decode(index, int(self.starts[index]), int(self.stops[index]))
 
     def __getitems__(self, indices: list[int]) -> list[Any]:
-        """The items at ``indices`` (one vectorised lookup of their places)."""
+        """The items at ``indices``: one vectorised lookup of their places, then one unpickling
+        for the whole batch when all are protocol-3 pickles (NOTE [ One unpickling per batch ])."""
         positions = np.asarray(indices, dtype=np.int64)
+        if not self.kinds[positions].any():
+            starts = (self.starts[positions] + 2).tolist()  # after PROTO 3
+            stops = (self.stops[positions] - 1).tolist()  # before STOP
+            view = self._view
+            bodies = [view[a:b] for a, b in zip(starts, stops, strict=True)]
+            batch: list[Any] = pickle.loads(b"".join([SPLICE_HEAD, *bodies, SPLICE_TAIL]))
+            return batch
         starts = self.starts[positions].tolist()
         stops = self.stops[positions].tolist()
-        kinds = self.kinds[positions]
-        view, loads = self._view, pickle.loads
-        if not kinds.any():
-            return [loads(view[a:b]) for a, b in zip(starts, stops, strict=True)]
         decode = self._decode
         return [decode(i, a, b) for i, a, b in zip(indices, starts, stops, strict=True)]
 

@@ -20,7 +20,7 @@ value types (``True`` stays a bool, ``1`` an int, ``-0.0`` and NaN payloads keep
 
 Why a layout of its own: every step is a C loop over a column instead of a pickle per item.
 Encoding (which delays the first batch: the copy is made before the workers start) is about
-2.5x faster than pickling each row, and decoding a batch is a gather per column and a C loop
+2-2.5x faster than pickling each row, and decoding a batch is a gather per column and a C loop
 per column to fill the rows, about as fast as unpickling the batch in one piece
 (``benchmarks/compact_list.py``).
 
@@ -45,6 +45,8 @@ import numpy as np
 NUMERIC_DTYPES: dict[type, type] = {int: np.int64, float: np.float64, bool: np.bool_}
 """Exact value type -> the NumPy dtype its column is stored as."""
 NONE_TYPE = type(None)
+SCALAR_TYPES = frozenset({*NUMERIC_DTYPES, str, bytes, NONE_TYPE})
+"""The exact types a column may hold."""
 
 
 class Column:
@@ -120,8 +122,12 @@ def encode_columns(items: Sequence[Any]) -> tuple[type, tuple[str, ...], list[Co
     if len(types) != 1:
         return None
     row_type = types.pop()
+    first = items[0]
+    values = first.values() if row_type is dict else first if row_type is tuple else (first,)
+    if not set(map(type, values)) <= SCALAR_TYPES:  # rejected at once, on the first row
+        return None
     if row_type is dict:
-        keys = tuple(items[0])
+        keys = tuple(first)
         if not keys or set(map(type, keys)) != {str}:
             return None
         if not all(map(keys.__eq__, map(tuple, items))):

@@ -86,7 +86,9 @@ class ImageFolder(IndexedSource):
         image_module = _pil_image()
         try:
             with image_module.open(path) as image:
-                return np.asarray(image.convert(self.mode))
+                if image.mode != self.mode:  # (a JPEG is RGB already: no copy to convert)
+                    image = image.convert(self.mode)
+                return np.asarray(image)
         except Exception as e:
             raise OSError(f"cannot decode image {path!r}: {e}") from e
 

@@ -38,10 +38,7 @@ import numpy as np
 
 from .._typing import Allocator, IndexArray
 from .base import IndexedSource
-from .row_groups import Columns, GroupCache
-
-_NUMERIC = ("int", "uint", "float", "double", "bool", "halffloat")
-_NESTED = ("list", "large_list", "fixed_size_list", "struct", "map", "dictionary")
+from .row_groups import Columns, GroupCache, column_kind, convert
 
 
 class ParquetSource(IndexedSource):
@@ -99,11 +96,12 @@ class ParquetSource(IndexedSource):
         self.shard_sizes = self.row_group_sizes if streaming else None
         self._starts = np.concatenate([[0], np.cumsum(self.row_group_sizes)]).astype(np.int64)
         self._bounds: list[int] = self._starts.tolist()
-        self._kinds = {name: _kind(schema.field(name).type, name, metas) for name in self.columns}
+        self._kinds = {name: column_kind(schema.field(name).type, name, metas)
+                       for name in self.columns}
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
         self._cache = GroupCache(self._decode, cache_row_groups)
         self._all_arrays = all(kind in ("array", "float") for kind in self._kinds.values())
-        self._hot: tuple[int, int, int, bytes] = (0, 0, 0, b"")
+        self._hot: tuple[int, int, int, bytes] = _NO_GROUP
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -126,7 +124,7 @@ class ParquetSource(IndexedSource):
             if (
                 first + n <= stop
                 and indices.item(-1) == first + n - 1
-                and (n < 3 or indices.tobytes() == rows[lo * 8 : hi * 8])
+                and (n < 3 or _consecutive(indices, rows, lo, hi))
             ):  # consecutive: rows lo .. hi - 1 of the group
                 return self._slice_one(group, lo, hi, allocate)
             local = indices - start
@@ -155,12 +153,12 @@ class ParquetSource(IndexedSource):
         return out
 
     def _group_of(self, row: int) -> tuple[int, int, int, bytes]:
-        """``(start, stop, group, bytes of the int64 row numbers start .. stop - 1)`` of the
-        group holding ``row``: a batch whose bytes equal a slice of them is consecutive (one
-        memcmp, cheaper than any NumPy reduction over the batch)."""
+        """``(start, stop, group, bytes of the int64 row numbers from start)`` of the group
+        holding ``row`` (see :func:`_consecutive`)."""
         group = bisect.bisect_right(self._bounds, row) - 1
         start, stop = self._bounds[group], self._bounds[group + 1]
-        return start, stop, group, np.arange(start, stop, dtype=np.int64).tobytes()
+        numbers = np.arange(start, min(stop, start + _ROWS_COMPARED), dtype=np.int64)
+        return start, stop, group, numbers.tobytes()
 
     def _slice_one(
         self, group: int, lo: int, hi: int, allocate: Allocator | None
@@ -207,7 +205,7 @@ class ParquetSource(IndexedSource):
                 table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
         else:
             table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
-        return {name: _convert(table.column(name), self._kinds[name]) for name in self.columns}
+        return {name: convert(table.column(name), self._kinds[name]) for name in self.columns}
 
     def _open(self, file_index: int) -> Any:
         """This process's reader of file ``file_index`` (opened on first use)."""
@@ -249,6 +247,7 @@ class ParquetSource(IndexedSource):
             )
         state = dict(self.__dict__)
         del state["_readers"]
+        state["_hot"] = _NO_GROUP
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -268,6 +267,10 @@ _OPEN_FILES = 16
 """Parquet readers kept open per process (a dataset of many files does not exhaust fds)."""
 
 _HANDLE_LOCK = threading.Lock()
+
+_NO_GROUP = (0, 0, 0, b"")
+_ROWS_COMPARED = 1 << 17
+"""Row numbers of the group being read kept as bytes per process (1 MiB), for _consecutive."""
 
 
 class _Readers:
@@ -307,39 +310,10 @@ def _is_local(filesystem: Any) -> bool:
     return type(filesystem).__name__ == "LocalFileSystem"
 
 
-def _kind(arrow_type: Any, name: str, metas: list[Any]) -> str:
-    """How a column batches: "array" (NumPy), "float" (nullable numeric: float64 + NaN),
-    "list" (Python values), or "nested" (lists, structs: collated row by row)."""
-    text = str(arrow_type)
-    if text.startswith(_NESTED):
-        return "nested"
-    if not text.startswith(_NUMERIC):
-        return "list"
-    nullable = _may_hold_nulls(name, metas)
-    if not nullable:
-        return "array"
-    return "list" if text == "bool" else "float"
-
-
-def _may_hold_nulls(name: str, metas: list[Any]) -> bool:
-    """From the footers' statistics: True unless every row group says it has no null there."""
-    for meta in metas:
-        names = [meta.schema.column(j).name for j in range(meta.num_columns)]
-        if name not in names:
-            return True
-        j = names.index(name)
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(j).statistics
-            if stats is None or not stats.has_null_count or stats.null_count > 0:
-                return True
-    return False
-
-
-def _convert(column: Any, kind: str) -> Any:
-    """A decoded column as NumPy (numeric; a view of Arrow's buffer where it can be) or a list.
-    Batches are copied out of it, so it is never handed to the user."""
-    if kind == "array":
-        return column.to_numpy()
-    if kind == "float":
-        return column.to_numpy().astype(np.float64, copy=False)
-    return column.to_pylist()
+def _consecutive(indices: IndexArray, numbers: bytes, lo: int, hi: int) -> bool:
+    """Whether ``indices`` are the rows ``lo .. hi - 1`` of a group whose row numbers (from its
+    first) are ``numbers`` as int64 bytes, given its first and last are: one memcmp, cheaper
+    than any NumPy reduction over a batch; past ``numbers``, a check that they increase."""
+    if hi * 8 <= len(numbers):
+        return indices.tobytes() == numbers[lo * 8 : hi * 8]
+    return bool((indices[1:] > indices[:-1]).all())

@@ -1,4 +1,5 @@
-"""Decoded Parquet row groups: a per-process least-recently-used cache.
+"""Decoded Parquet row groups: a per-process least-recently-used cache, and how a column decodes
+(``column_kind``, decided once from the schema and the footers; ``convert``, per row group).
 
 In: a function that decodes row group ``g`` into columns (``decode(g)``). Out:
 :meth:`GroupCache.get`, the decoded columns of a row group. State: none that outlives a process
@@ -19,6 +20,11 @@ import os
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
+
+_NUMERIC = ("int", "uint", "float", "double", "bool", "halffloat")
+_NESTED = ("list", "large_list", "fixed_size_list", "struct", "map", "dictionary")
 
 Columns = dict[str, Any]
 """A decoded row group's columns: name -> NumPy array (numeric) or list (other columns)."""
@@ -86,3 +92,41 @@ class GroupCache:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = _Local()
+
+
+def column_kind(arrow_type: Any, name: str, metas: list[Any]) -> str:
+    """How a column batches: "array" (NumPy), "float" (nullable numeric: float64 + NaN),
+    "list" (Python values), or "nested" (lists, structs: collated row by row)."""
+    text = str(arrow_type)
+    if text.startswith(_NESTED):
+        return "nested"
+    if not text.startswith(_NUMERIC):
+        return "list"
+    nullable = _may_hold_nulls(name, metas)
+    if not nullable:
+        return "array"
+    return "list" if text == "bool" else "float"
+
+
+def _may_hold_nulls(name: str, metas: list[Any]) -> bool:
+    """From the footers' statistics: True unless every row group says it has no null there."""
+    for meta in metas:
+        names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+        if name not in names:
+            return True
+        j = names.index(name)
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(j).statistics
+            if stats is None or not stats.has_null_count or stats.null_count > 0:
+                return True
+    return False
+
+
+def convert(column: Any, kind: str) -> Any:
+    """A decoded column as NumPy (numeric; a view of Arrow's buffer where it can be) or a list.
+    Batches are copied out of it, so it is never handed to the user."""
+    if kind == "array":
+        return column.to_numpy()
+    if kind == "float":
+        return column.to_numpy().astype(np.float64, copy=False)
+    return column.to_pylist()

@@ -15,8 +15,9 @@ feeder thread is needed, and the main process knows which worker owes which batc
 reads the worker that owes the next one). A worker's reader thread drains its task pipe at once,
 so the main process never blocks writing a task while that worker blocks writing a big result
 (the classic two-pipe deadlock). At most ``prefetch * num_workers`` messages are in flight; a
-message is one task, or up to :data:`MAX_CHUNK` tasks when batches are tiny and cheap (W1
-through workers), which amortises the per-message cost (syscalls, wake-ups, pickling).
+message is one task, or up to :data:`MAX_CHUNK` tasks when batches are cheap (W1 through
+workers, W10's padded token batches), which amortises the per-message cost (syscalls, wake-ups,
+pickling); a chunk's batches share one slot and are handed over in order as usual.
 
 How every exit path ends (always: workers reaped, shared memory unlinked; see ``shm.py``):
 
@@ -66,21 +67,42 @@ from ..errors import WorkerError
 from .executor import Result, Task, WorkerRuns
 from .remote_error import dead_worker_error, reraise, start_error
 from .reorder import Window
-from .shm import ResultPickler, ResultUnpickler, Segment, SegmentPool
+from .shm import ResultUnpickler, Segment, SegmentPool
 from .worker_loop import HEADER as _HEADER
 from .worker_loop import INIT_ERROR as _INIT_ERROR
-from .worker_loop import worker_main
+from .worker_loop import encode_tasks, worker_main
 
 WORKER_JOIN_TIMEOUT_S = 5.0
 """How long ``close()`` waits for workers to exit before killing them."""
 DEATH_GRACE_S = 2.0
 """How long to wait for a worker whose pipe closed to be reaped, to read its exit code."""
 MAX_CHUNK = 32
-"""At most this many tasks travel in one message (only tiny, fast batches are chunked)."""
-CHUNK_TARGET_S = 0.0005
-"""Tiny batches are grouped so that one message carries about this much work."""
+"""At most this many tasks travel in one message (only cheap batches are chunked)."""
+CHUNK_TARGET_S = 0.002
+"""Cheap batches are grouped so that one message carries about this much work.
+
+A message costs ~0.1-0.3 ms of CPU in the two processes together (pipe writes and reads,
+wake-ups, pickling, the worker's reader thread): W10's batches (~0.2 ms of padding each) paid
+as much again in transport, one per message. Batches of 2 ms or more travel one per message."""
 CHUNK_MAX_BYTES = 16 * 1024
-"""Batches whose pickled size is above this travel one per message."""
+"""Batches whose pickled size is above this travel one per message (the pipe carries them)."""
+CHUNK_MAX_SHARED = 8 << 20
+"""A chunk's batches share one slot: they are grouped only while they fit this many bytes."""
+
+
+def chunk_size(piped: int, shared: int, batches: int, per_batch_s: float) -> int:
+    """How many tasks the next message carries, from the last message of ``batches`` batches:
+    ``piped`` bytes through the pipe, ``shared`` bytes in its slot, ``per_batch_s`` of work each.
+
+    Enough for :data:`CHUNK_TARGET_S` of work, as long as the batches are small in the pipe
+    (:data:`CHUNK_MAX_BYTES` each) and fit :data:`CHUNK_MAX_SHARED` together.
+    """
+    if piped > CHUNK_MAX_BYTES * batches:
+        return 1
+    by_time = CHUNK_TARGET_S / max(per_batch_s, 1e-9)
+    by_bytes = CHUNK_MAX_SHARED * batches / shared if shared else MAX_CHUNK
+    return max(1, min(MAX_CHUNK, int(by_time), int(by_bytes)))
+
 
 _live: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
 
@@ -313,9 +335,8 @@ class ProcessExecutor(WorkerRuns):
         mid = chunk[0][1]
         slot = self._pool.acquire()
         self._pending[(run, mid)] = slot
-        out = io.BytesIO()
         try:
-            ResultPickler(out).dump((run, None if slot is None else slot.name, chunk))
+            message = encode_tasks(run, None if slot is None else slot.name, chunk)
         except Exception as e:
             raise TypeError(
                 f"the items of batch {mid} cannot be pickled to send them to a worker process "
@@ -323,7 +344,7 @@ class ProcessExecutor(WorkerRuns):
                 "worker_type='thread'"
             ) from e
         try:
-            self._tasks[wid].send_bytes(out.getbuffer())
+            self._tasks[wid].send_bytes(message)
         except OSError:
             self._raise_dead(wid)
         except BaseException:  # interrupted mid-message: the pipe is unusable
@@ -400,11 +421,10 @@ class ProcessExecutor(WorkerRuns):
                 stages[key] = stages.get(key, 0.0) + value
         stages["transport"] = stages.get("transport", 0.0) + time.perf_counter() - started
         stages["transport_samples"] = stages.get("transport_samples", 0.0) + len(entries)
-        small = not used and len(data) < CHUNK_MAX_BYTES * len(entries)
-        if small and not self.round_robin:
-            self._chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET_S / per_batch)))
-        else:
+        if self.round_robin:
             self._chunk = 1
+        else:
+            self._chunk = chunk_size(len(data), used, len(entries), per_batch)
         return run, mid, entries
 
     def stage_timings(self) -> dict[str, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import io
 import os
 import pickle
@@ -23,6 +24,8 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
+
+import numpy as np
 
 from .remote_error import capture, note_failure
 from .shm import ResultPickler, ResultUnpickler, SlotWriter, WorkerSegments
@@ -36,6 +39,47 @@ from .worker_info import (
 
 HEADER = struct.Struct("<qqBqqd")  # run, message id, status, slot used, shm needed, s per batch
 OK, INIT_ERROR = 0, 2
+INDEXED, GENERAL = b"I", b"G"
+"""The first byte of a task message: tasks of an indexed source (int64 keys, no items), or any."""
+
+
+def encode_tasks(run: int, slot_name: str | None, chunk: list[Any]) -> bytes | memoryview:
+    """A task message: ``(run, slot name, [task, ...])`` pickled, after a one-byte kind.
+
+    The tasks of an indexed source, ``(epoch, seq, int64 keys, None)``, are the hot case (one
+    per batch): their keys travel as raw bytes through the C pickler (~2 us a message), not
+    through :class:`ResultPickler`, whose Python ``persistent_id`` runs for every object
+    (~15 a task). Anything else (a stream's items) goes through :class:`ResultPickler`.
+    """
+    if all(_plain_task(task) for task in chunk):
+        rows = [(task[0], task[1], pickle.PickleBuffer(task[2])) for task in chunk]
+        return INDEXED + pickle.dumps((run, slot_name, rows), protocol=pickle.HIGHEST_PROTOCOL)
+    out = io.BytesIO()
+    out.write(GENERAL)
+    ResultPickler(out).dump((run, slot_name, chunk))
+    return out.getbuffer()
+
+
+def _plain_task(task: Any) -> bool:
+    keys = task[2]
+    return (
+        task[3] is None
+        and type(keys) is np.ndarray
+        and keys.dtype == np.int64
+        and keys.ndim == 1
+        and keys.flags.c_contiguous
+    )
+
+
+def decode_tasks(data: bytes) -> tuple[int, str | None, list[Any]]:
+    """``(run, slot name, tasks)`` of a message made by :func:`encode_tasks`."""
+    body = memoryview(data)[1:]
+    if data[:1] == INDEXED:
+        run, slot_name, rows = pickle.loads(body)
+        frombuffer, int64 = np.frombuffer, np.int64
+        return run, slot_name, [(e, s, frombuffer(keys, int64), None) for e, s, keys in rows]
+    loaded: tuple[int, str | None, list[Any]] = ResultUnpickler(io.BytesIO(body)).load()
+    return loaded
 
 
 def die_with_parent() -> None:
@@ -68,6 +112,19 @@ def keep_freed_memory() -> None:
         libc = ctypes.CDLL(None)
         libc.mallopt(-3, MALLOC_MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
         libc.mallopt(-1, MALLOC_TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
+
+
+def freeze_inherited_objects() -> None:
+    """Keep the garbage collector of a forked worker off the objects it inherited.
+
+    A forked worker inherits the main process's objects on shared copy-on-write pages. Python's
+    cyclic garbage collector writes into the header of every object it examines, so the first
+    full collection in a worker would copy every page that holds a container (a list of two
+    million dicts: all of them), and each collection would walk objects that are not the
+    worker's to free. Frozen, they are never examined in the worker; the main process is
+    untouched (its collector is its own).
+    """
+    gc.freeze()
 
 
 def _read_tasks(conn: Connection, inbox: queue.SimpleQueue[bytes]) -> None:
@@ -114,6 +171,8 @@ def worker_main(
     for fd in inherited:
         with contextlib.suppress(OSError):
             os.close(fd)
+    if parent is not None:
+        freeze_inherited_objects()
     where = f"DataLoader worker process {wid} (pid {os.getpid()})"
 
     def fail(error: Exception, context: str) -> NoReturn:
@@ -165,7 +224,7 @@ def worker_main(
     seeded_run: int | None = None
     while True:
         try:
-            run, slot_name, tasks = ResultUnpickler(io.BytesIO(inbox.get())).load()
+            run, slot_name, tasks = decode_tasks(inbox.get())
         except Exception as e:  # e.g. a stream item whose class the worker cannot import
             fail(e, ", while receiving a task")
         writer = SlotWriter(None if slot_name is None else segments.get(slot_name))

@@ -211,3 +211,13 @@ def test_any_batch_equals_the_in_memory_rows(
         if isinstance(column, np.ndarray):
             column[...] = 0
     assert same_batches(source.fetch_batch(indices), whole.fetch_batch(indices))
+
+
+def test_consecutive_rows_are_told_apart_beyond_the_compared_numbers() -> None:
+    from minibatcher.sources.parquet import _consecutive
+
+    numbers = np.arange(0, 8, dtype=np.int64).tobytes()  # rows 0..7 compared by memcmp
+    assert _consecutive(np.arange(2, 6), numbers, 2, 6)
+    assert not _consecutive(np.array([2, 4, 3, 5]), numbers, 2, 6)
+    assert _consecutive(np.arange(6, 12), numbers, 6, 12)  # past them: increasing suffices
+    assert not _consecutive(np.array([6, 8, 7, 9, 10, 11]), numbers, 6, 12)
