@@ -74,6 +74,25 @@ def test_a_state_at_the_last_batch_resumes_at_the_next_epoch_never_an_empty_one(
     assert same_batches(epoch1, list(dl))  # dl's next iter() is epoch 1 too
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_stream_state_at_its_last_batch_resumes_at_the_next_epoch(
+    workers: int, drop_last: bool
+) -> None:
+    kw: dict[str, Any] = {"batch_size": 3, "drop_last": drop_last, "num_workers": workers}
+    dl = DataLoader(Stream(8), **kw)
+    it = iter(dl)
+    expected = 2 if drop_last else 3
+    got = list(itertools.islice(it, expected))  # every batch, the iterator not yet exhausted
+    state = dl.state_dict()
+    assert (state["loader"]["epoch"], state["loader"]["next_batch"]) == (1, 0), state
+    resumed = DataLoader(Stream(8), **kw)
+    resumed.load_state_dict(state)
+    assert [len(list(resumed)) for _ in range(2)] == [expected, expected]
+    assert same_batches(list(resumed), got)
+
+
 def test_an_old_style_state_at_the_end_of_an_epoch_resumes_at_the_next_epoch() -> None:
     dl = loader()
     it = iter(dl)

@@ -99,9 +99,10 @@ class Epochs:
 
 
 def plan_length(planner: Planner, progress: _state.Progress) -> int | None:
-    """The number of batches of ``progress``'s epoch, where known in advance."""
+    """The number of batches of ``progress``'s epoch, where known (a stream's: once its end
+    has been read)."""
     if isinstance(planner.source, StreamSource):
-        return None
+        return progress.stream_batches
     return length_or_none(planner.plan(progress.epoch, progress.domain))
 
 

@@ -174,12 +174,27 @@ class Planner:
         drop_last = self.options.drop_last
         seq = 0 if saved is None else start
         consumed = 0 if saved is None else offset
-        while chunk := list(itertools.islice(pairs, size)):
+
+        def read() -> tuple[list[Any], Any]:
+            """The next chunk, and (stateful sources) the source's state just after it."""
+            nonlocal consumed
+            chunk = list(itertools.islice(pairs, size))
+            if not stateful or not chunk:
+                return chunk, None
+            consumed += len(chunk)
+            return chunk, {"items_consumed": consumed, "state": source.data.state_dict()}  # type: ignore[attr-defined]
+
+        # One chunk read ahead: the last batch is known as the last before it is handed over,
+        # so a state taken after it points at the next epoch (see epochs.py).
+        ahead, ahead_snapshot = read()
+        while chunk := ahead:
+            snapshot = ahead_snapshot
             if drop_last and len(chunk) < size:
                 return
+            ahead, ahead_snapshot = read()
+            if progress is not None and (not ahead or (drop_last and len(ahead) < size)):
+                progress.stream_batches = seq + 1
             if stateful:
-                consumed += len(chunk)
-                snapshot = {"items_consumed": consumed, "state": source.data.state_dict()}  # type: ignore[attr-defined]
                 _state.keep_snapshot(progress, seq, snapshot)  # type: ignore[arg-type]
             if seq >= start and seq not in skip:
                 keys = np.fromiter((p for p, _ in chunk), dtype=np.int64, count=len(chunk))

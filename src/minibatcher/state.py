@@ -57,10 +57,12 @@ class Progress:
     Per batch the loader does one comparison and one attribute write (``next_batch``); the set
     ``above`` is touched only when batches arrive out of order. ``domain`` is the part of the
     epoch this world splits (None: all of it); ``snapshots`` maps a batch number to the state of
-    a stream source just after that batch was read (only for sources with ``state_dict()``).
+    a stream source just after that batch was read (only for sources with ``state_dict()``);
+    ``stream_batches`` is a stream's number of batches this epoch, once its end has been read.
     """
 
-    __slots__ = ("above", "domain", "epoch", "finished", "next_batch", "snapshots")
+    __slots__ = ("above", "domain", "epoch", "finished", "next_batch", "snapshots",
+                 "stream_batches")
 
     def __init__(
         self,
@@ -76,6 +78,7 @@ class Progress:
         self.domain = None if domain is None or domain.is_full else domain
         self.finished = False
         self.snapshots: dict[int, Any] = {}
+        self.stream_batches: int | None = None
         if source is not None and next_batch > 0:
             self.snapshots[next_batch - 1] = source
 
