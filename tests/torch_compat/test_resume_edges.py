@@ -80,3 +80,28 @@ def test_an_epoch_end_state_under_the_global_rng_never_repeats_an_epoch() -> Non
     resumed = DataLoader(torch.arange(10), 5, shuffle=True)
     resumed.load_state_dict(state)
     assert epoch0 + epochs(resumed, 2) == reference
+
+
+def test_next_epoch_order_depends_neither_on_the_consumer_nor_on_a_state_taken() -> None:
+    """Lightning stops an epoch by counting batches (the iterator is never run to its end) and
+    checkpoints whenever it likes: the next epoch's order must not depend on either."""
+    import itertools
+
+    ds = tud.TensorDataset(torch.arange(24))
+
+    def second_epoch(counting: bool, take_state: bool) -> list[list[int]]:
+        dl = DataLoader(ds, 4, shuffle=True, generator=torch.Generator().manual_seed(0))
+        if counting:  # as Lightning: len(dl) batches, then the next iter()
+            it = iter(dl)
+            for _ in itertools.islice(it, len(dl)):
+                pass
+            if take_state:
+                dl.state_dict()
+        else:
+            for _ in dl:
+                pass
+        return [b[0].tolist() for b in dl]
+
+    plain = second_epoch(counting=False, take_state=False)
+    assert second_epoch(counting=True, take_state=False) == plain
+    assert second_epoch(counting=True, take_state=True) == plain

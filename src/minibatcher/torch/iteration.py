@@ -68,6 +68,12 @@ class LoaderIter:
         seq = loader._yielded
         self._num_yielded += 1
         loader._received(position)
+        if loader._all_received():
+            # torch's RandomSampler draws once more when run to its end, which a for loop does
+            # and Lightning (stopping by count) does not: drawn here, after the last batch, the
+            # generator's next state is the same whoever consumes the loader and whether or not
+            # a state is taken (so every resume is exact)
+            loader._finish_sampler()
         expected = loader._IterableDataset_len_called
         if loader._iterable and expected is not None and self._num_yielded > expected:
             message = (
