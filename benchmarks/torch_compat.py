@@ -22,37 +22,19 @@ import time
 from typing import Any
 
 import numpy as np
+from harness import Config
+
+from workers import CpuBound, Images, w7
 
 EPOCHS = 3
 
 
-class CpuBound:
-    """W4: each item costs ~0.2 ms of deterministic CPU work."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        x = i
-        for _ in range(1500):
-            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
-        return x
+CPU_BOUND_ROUNDS = 1500
+"""W4 here: ~0.3 ms an item (workers.py's W4 uses 900 rounds)."""
 
 
-class Images:
-    """W5: uint8 (3, 224, 224) arrays made in the worker."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return np.full((3, 224, 224), i % 251, dtype=np.uint8)
+def cpu_bound(n: int) -> CpuBound:
+    return CpuBound(n, CPU_BOUND_ROUNDS)
 
 
 def workloads(quick: bool) -> dict[str, tuple[Any, dict[str, Any], str, float]]:
@@ -68,8 +50,8 @@ def workloads(quick: bool) -> dict[str, tuple[Any, dict[str, Any], str, float]]:
             {"batch_size": 256, "shuffle": True}, "items/s", 1.0),
         "W3 (int, str) pairs, bs 64": (lambda: list(enumerate(f"s{i}" for i in range(n1))),
                                        {"batch_size": 64, "shuffle": True}, "items/s", 1.0),
-        "W4 cpu-bound, 0 workers": (lambda: CpuBound(n4), {"batch_size": 32}, "items/s", 1.0),
-        "W4 cpu-bound, 2 workers": (lambda: CpuBound(n4), {"batch_size": 32, "num_workers": 2},
+        "W4 cpu-bound, 0 workers": (lambda: cpu_bound(n4), {"batch_size": 32}, "items/s", 1.0),
+        "W4 cpu-bound, 2 workers": (lambda: cpu_bound(n4), {"batch_size": 32, "num_workers": 2},
                                     "items/s", 1.0),
         "W5 (3,224,224) uint8, 2 workers": (lambda: Images(n5),
                                             {"batch_size": 32, "num_workers": 2}, "MB/s",
@@ -77,7 +59,7 @@ def workloads(quick: bool) -> dict[str, tuple[Any, dict[str, Any], str, float]]:
         "W1 via 2 persistent workers": (lambda: range(n1 // 4),
                                         {"batch_size": 64, "shuffle": True, "num_workers": 2,
                                          "persistent_workers": True}, "items/s", 1.0),
-        "W6 first batch, 2 workers (ms)": (lambda: CpuBound(2_000),
+        "W6 first batch, 2 workers (ms)": (lambda: cpu_bound(2_000),
                                            {"batch_size": 32, "num_workers": 2}, "ms", 0.0),
         # W7: measured by workers.py's own W7 cell (2M small dicts, or 200k with --quick; bs 64,
         # shuffle, 2 workers): the growth of the workers' USS over one epoch
@@ -99,11 +81,7 @@ def run_cell(workload: str, competitor: str, quick: bool, rounds: int = EPOCHS) 
 
     torch.manual_seed(0)
     if unit == "MiB":  # W7: one epoch is the unit (see workers.py)
-        from harness import Config
-
-        from workers import _w7
-
-        return float(_w7(loader_class(competitor))(Config(quick=quick)))
+        return float(w7(loader_class(competitor))(Config(quick=quick)))
     data = make()
     dl = loader_class(competitor)(data, **kwargs)
     if unit == "ms":  # time to the first batch, a fresh loader each time

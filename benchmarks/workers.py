@@ -55,17 +55,19 @@ W7_FULL, W7_QUICK, W7_BATCH = 2_000_000, 200_000, 64
 
 
 class CpuBound:
-    """W4's dataset: item i costs ~0.2 ms of deterministic pure-Python work (holds the GIL)."""
+    """W4's dataset: item i costs ~0.2 ms of deterministic pure-Python work (holds the GIL);
+    ``rounds`` sets the cost (torch_compat.py's W4 uses more)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, rounds: int = W4_ROUNDS) -> None:
         self.n = n
+        self.rounds = rounds
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> int:
         x = i
-        for _ in range(W4_ROUNDS):
+        for _ in range(self.rounds):
             x = (x * 1103515245 + 12345) & 0x7FFFFFFF
         return x
 
@@ -205,7 +207,7 @@ def _uss_mib(pids: list[int]) -> float:
     return total / 2**20
 
 
-def _w7(make: Callable[..., Any]) -> Callable[[Config], float]:
+def w7(make: Callable[..., Any]) -> Callable[[Config], float]:
     """Workers' USS growth over one epoch, MiB (one measurement: an epoch is the unit)."""
 
     def run(config: Config) -> float:
@@ -297,8 +299,8 @@ WORKLOADS: tuple[Workload, ...] = (
         unit="MiB",
         higher_is_better=False,
         cells=(
-            Cell(competitor="minibatcher", run=_w7(our_loader)),
-            Cell(competitor="torch", run=_w7(torch_loader), requires=("torch",)),
+            Cell(competitor="minibatcher", run=w7(our_loader)),
+            Cell(competitor="torch", run=w7(torch_loader), requires=("torch",)),
         ),
         targets=(Target(numerator="minibatcher", denominator="torch", at_most=0.1),),
     ),
