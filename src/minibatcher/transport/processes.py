@@ -131,6 +131,15 @@ def warn_if_jax_forked() -> None:
     )
 
 
+@contextlib.contextmanager
+def jax_fork_warnings_said() -> Iterator[None]:
+    """JAX's own fork warning silenced: it repeats, per worker and epoch, what was said once."""
+    with warnings.catch_warnings():
+        if "jax" in sys.modules:
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        yield
+
+
 class ProcessExecutor(WorkerRuns):
     """Runs ``work`` in ``num_workers`` processes; the executor protocol of ``executor.py``."""
 
@@ -207,7 +216,8 @@ class ProcessExecutor(WorkerRuns):
                 daemon=True,
             )
             try:
-                proc.start()
+                with jax_fork_warnings_said():
+                    proc.start()
             except Exception as e:
                 for conn in (task_r, task_w, result_r, result_w):
                     conn.close()
