@@ -29,8 +29,9 @@ from .errors import ConfigError
 from .executors import EpochExecutors
 from .options import LoaderOptions
 from .plan import Planner, length_or_none
-from .profile import NO_BATCH, LoaderStats, Profiler, regular_batch_size, unwrap_skipped
+from .profile import LoaderStats, Profiler
 from .progress import progress_bar, require_tqdm
+from .recording import NO_BATCH, regular_batch_size, unwrap_skipped
 from .sources import IndexedSource, as_source
 from .transport.owner import WorkersOwner
 from .verdict import LoaderFacts
