@@ -64,10 +64,11 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from ..errors import WorkerError
+from .array_pickle import ResultUnpickler
 from .executor import Result, Task, WorkerRuns
 from .remote_error import dead_worker_error, reraise, start_error
 from .reorder import Window
-from .shm import ResultUnpickler, Segment, SegmentPool
+from .shm import Segment, SegmentPool
 from .worker_loop import HEADER as _HEADER
 from .worker_loop import INIT_ERROR as _INIT_ERROR
 from .worker_loop import encode_tasks, worker_main
