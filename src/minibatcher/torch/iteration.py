@@ -11,6 +11,7 @@ one goes on, as torch's). State: the loader's count of the batches received (for
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,13 @@ class LoaderIter:
         self._sample_at = -1 if self._stats is None else self._stats.sample_at
         self._sampled: int | None = None  # the batch timed last, until the next request
         self._last: Any = None
+        self._begun = False  # whether next() was called (the epoch check comes before it)
+
+    def take_over(self, other: LoaderIter) -> None:
+        """Continue as ``other`` (the loader restarted this iteration as a later epoch, see
+        ``checkpoint.py``): the framework holding this iterator goes on with it."""
+        self.__dict__.update(other.__dict__, _begun=True)
+        self._loader._latest = weakref.ref(self)
 
     def __iter__(self) -> LoaderIter:
         return self
@@ -46,6 +54,9 @@ class LoaderIter:
 
     def __next__(self) -> Any:
         loader = self._loader
+        if not self._begun:
+            self._begun = True
+            loader._catch_up_running(self)  # an epoch set after iter() (checkpoint.py)
         rec = self._stats
         if self._sampled is not None and rec is not None:  # NOTE [ Sampled bookkeeping ]
             self._sample_at = rec.resumed(self._sampled)
