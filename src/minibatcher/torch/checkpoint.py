@@ -7,7 +7,7 @@ received_beyond, rng, base_seed, drew_base_seed, epoch, iteration_started}``; fr
 next ``iter()`` continues the interrupted iteration (or begins the next one) exactly.
 
 Epochs: an iteration's number (``"epoch"``) counts the loader's iterations, restored from a
-state. Where a framework says the epoch is further on (an :class:`~.sampler.EpochRandomSampler`'s
+state. Where a framework says the epoch is further on (the facade's ``sampler.RandomSampler``'s
 ``set_epoch``, as Lightning calls it on an epoch-end restart, where it restores no loader state),
 the draws of the missing iterations are replayed (:func:`replay_epochs`) before the iteration's
 first batch: at ``iter()``, or, when ``set_epoch`` comes after ``iter()`` (Lightning's order), by
@@ -23,7 +23,7 @@ import torch
 import torch.utils.data as tud
 
 from ..errors import StateError
-from .sampler import EpochRandomSampler, epoch_sampler
+from .sampler import RandomSampler, epoch_sampler
 
 if TYPE_CHECKING:
     from .iteration import LoaderIter
@@ -48,7 +48,7 @@ def set_rng_state(generator: torch.Generator | None, encoded: str) -> None:
 
 
 def replay_epochs(
-    loader: Any, sampler: EpochRandomSampler, start: dict[str, Any], count: int
+    loader: Any, sampler: RandomSampler, start: dict[str, Any], count: int
 ) -> dict[str, Any]:
     """Make the draws of ``count`` iterations from ``start`` (``rng``: the generator's state
     when the first began; ``draw_seed``: whether it draws the workers' base seed; ``base_seed``;
@@ -145,7 +145,7 @@ class Checkpoints:
         received are skipped without being loaded (for an ``IterableDataset``: re-read and
         dropped). Persistent workers are restarted.
         """
-        if not isinstance(state, dict) or not _KEYS <= set(state):
+        if not isinstance(state, dict) or not set(state) >= _KEYS:
             raise StateError(f"not a minibatcher.torch.DataLoader state: {state!r:.200}")
         if state["version"] != STATE_VERSION:
             raise StateError(f"state version {state['version']!r} is not {STATE_VERSION}")
@@ -180,7 +180,7 @@ class Checkpoints:
         # than its len() says would lose the batches drained here
         inner = getattr(self._index_sampler, "sampler", self._index_sampler)
         torch_made = all(
-            type(s).__module__.startswith("torch.utils.data") or type(s) is EpochRandomSampler
+            type(s).__module__.startswith("torch.utils.data") or type(s) is RandomSampler
             for s in (self._index_sampler, inner)
         )
         if sampler_iter is not None and torch_made:

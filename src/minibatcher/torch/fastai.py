@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch.utils.data as tud
 
 from ..errors import ConfigError
-from .sampler import EpochRandomSampler
+from .sampler import RandomSampler
 
 if TYPE_CHECKING:
     from .loader import DataLoader
@@ -18,7 +18,7 @@ ALIASES = {"shuffled": "shuffle", "bs": "batch_size"}
 
 def _arguments(dl: DataLoader[Any]) -> dict[str, Any]:
     """The arguments that rebuild ``dl``; its sampler only where the user chose one."""
-    shuffled = type(dl.sampler) in (tud.RandomSampler, EpochRandomSampler)  # shuffle=True's
+    shuffled = type(dl.sampler) in (tud.RandomSampler, RandomSampler)  # shuffle=True's
     default_sampler = shuffled or type(dl.sampler) is tud.SequentialSampler
     default_batches = type(dl.batch_sampler) is tud.BatchSampler and default_sampler
     args: dict[str, Any] = {

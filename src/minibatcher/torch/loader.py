@@ -115,7 +115,8 @@ class DataLoader(WorkersOwner, Checkpoints, tud.DataLoader[T]):
         self._iterations_begun = 0  # numbers dl.stats.epoch
         self._iteration_executor: Any = None  # a weak reference to the iteration's workers
         self._latest: Any = None  # a weak reference to the current iteration's iterator
-        swap_in(self)  # shuffle=True: torch's RandomSampler, with set_epoch (see sampler.py)
+        if shuffle and sampler is None:  # torch made a RandomSampler: ours has set_epoch
+            swap_in(self)  # (see sampler.py)
 
     # -- iteration ---------------------------------------------------------------------------
     def __iter__(self) -> LoaderIter:  # type: ignore[override]
