@@ -10,9 +10,9 @@ Why: Lightning keeps epochs in step only through ``sampler.set_epoch(epoch)``
 ``dataloader.batch_sampler.sampler``) and restores no loader state when it restarts at an epoch
 boundary, so a loader built anew would start over from the generator's initial state and repeat
 epoch 0's order. Told the epoch, the loader replays the draws the missing epochs would have made
-(``checkpoint.replay_epochs``: the workers' base seed, then the sampler run to its end, exactly
-as an uninterrupted run draws them), so epoch ``e``'s order is the uninterrupted run's. Only
-where the draws can be replayed: a ``generator=`` (under the global RNG, ``torch.manual_seed``, every other
+(``checkpoint.replay_epochs``: the workers' base seed, then the sampler run to its end, exactly as
+an uninterrupted run draws them), so epoch ``e``'s order is the uninterrupted run's. Only where the
+draws can be replayed: a ``generator=`` (under the global RNG, ``torch.manual_seed``, every other
 user of that RNG draws between the epochs too, so the epoch is only noted).
 
 Being a ``torch.utils.data.RandomSampler``, it passes the frameworks' ``isinstance`` checks
