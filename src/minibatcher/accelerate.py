@@ -178,11 +178,16 @@ class AcceleratedLoader(DataLoaderStateMixin):  # type: ignore[misc]
         return getattr(self.loader, "batch_sampler", None)
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch of the loader (or of its sampler)."""
-        target = self.loader if isinstance(self.loader, CoreLoader) else self.loader.sampler
-        set_epoch = getattr(target, "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(epoch)
+        """Set the epoch of the loader, or (a facade) of its sampler and batch sampler, as
+        Lightning does (a ``RankBatches`` passes it on to the sampler inside)."""
+        loader = self.loader
+        targets = [loader] if isinstance(loader, CoreLoader) else [loader.sampler]
+        if not isinstance(loader, CoreLoader) and loader.batch_sampler is not None:
+            targets.append(loader.batch_sampler)
+        for target in targets:
+            set_epoch = getattr(target, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)

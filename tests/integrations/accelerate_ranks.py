@@ -104,8 +104,9 @@ def run(kind: str, out: Path) -> dict[str, Any]:
     acc3.load_state(str(out / f"{kind}-state"))
     dl3.set_epoch(1)
     report["resumed"] = head + [items(b) for b in dl3]
-    # a torch RandomSampler has no epoch: a new loader's first iteration is epoch 0's order
-    report["resume_epoch"] = 1 if kind == "core" else 0
+    # the facade's RandomSampler has set_epoch: a new loader told epoch 1 replays epoch 0's
+    # draws (its first iteration was epoch 0's order again)
+    report["resume_epoch"] = 1
 
     # skip_first_batches: the next epoch starts at batch 3
     acc4 = mba.Accelerator(cpu=True)
