@@ -3,7 +3,8 @@
 In: exactly the arguments of ``torch.utils.data.DataLoader`` (torch 2.13: same positional order,
 defaults, errors and attributes). Out: exactly torch's batches, in torch's order for the same
 ``generator`` / ``torch.manual_seed`` state. State: the position in the current iteration and
-the RNG state it started from (``state_dict()``), for an exact resume.
+the RNG state it started from (``state_dict()``, in ``checkpoint.py``), for an exact resume;
+``shuffle=True``'s sampler adds ``set_epoch`` (``sampler.py``).
 
 How it stays equal to torch: it is a subclass of ``torch.utils.data.DataLoader`` whose
 ``__init__`` is torch's own (no worker starts, no RNG is drawn), so every error, default and
