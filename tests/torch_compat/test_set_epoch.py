@@ -106,6 +106,12 @@ def test_a_state_is_honoured_and_resets_the_epoch() -> None:
     other.load_state_dict(between)
     other.sampler.set_epoch(2)
     assert epoch(other) == expected[2]
+    # a state taken after set_epoch, before iter(): the start of that epoch
+    told = make()
+    told.sampler.set_epoch(2)
+    restored = make()
+    restored.load_state_dict(told.state_dict())
+    assert epoch(restored) == expected[2]
 
 
 def test_without_a_generator_set_epoch_draws_nothing() -> None:

@@ -108,7 +108,12 @@ class Checkpoints:
     def state_dict(self) -> dict[str, Any]:
         """Where the current iteration stands (JSON-able): the batches the user received and
         the RNG state the iteration started from. Between iterations: the RNG state now, so the
-        next iteration's order is the one an uninterrupted run would draw next."""
+        next iteration's order is the one an uninterrupted run would draw next (of the epoch
+        set with ``sampler.set_epoch``, where it is ahead)."""
+        if self._resume is None and (not self._running or self._all_received()):
+            if self._running:
+                self._finish_sampler()
+            self._catch_up_before_iter()  # a state of the epoch set, where it is ahead
         if self._resume is not None:
             return dict(self._resume)
         if self._running and not self._all_received():
