@@ -36,6 +36,7 @@ The result (:class:`AcceleratedLoader`):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -57,8 +58,13 @@ RANKS_KEY = "minibatcher_ranks"
 
 
 class RankBatches:
-    """A batch sampler's batches dealt to ranks: rank ``r`` gets batches ``r, r + w, ...`` of
-    the epoch, padded from the start so that every rank has ``ceil(n / w)`` of them."""
+    """A batch sampler's batches dealt to ranks as accelerate deals torch's (its
+    ``BatchSamplerShard`` with ``even_batches``): rank ``r`` gets batches ``r, r + w, ...`` of the
+    epoch. Without ``drop_last`` every rank gets ``ceil(n / w)`` batches: the last batch is
+    completed, and missing ones made, from the epoch's first indices (so the padding is at the
+    end of the last step's gathered batch, where ``gather_for_metrics`` cuts it off); batches of
+    varying sizes (a user's batch sampler) are padded by whole batches from the start. With
+    ``drop_last``, the last round of batches is dropped where it is incomplete."""
 
     def __init__(self, batch_sampler: Any, rank: int, world_size: int) -> None:
         self.batch_sampler = batch_sampler
@@ -70,6 +76,15 @@ class RankBatches:
         """The inner sampler (Lightning and accelerate call its ``set_epoch``)."""
         return getattr(self.batch_sampler, "sampler", None)
 
+    @property
+    def batch_size(self) -> int | None:
+        """The size of the batches (accelerate's ``total_batch_size`` is it times the ranks)."""
+        return getattr(self.batch_sampler, "batch_size", None)
+
+    @property
+    def _drop_last(self) -> bool:
+        return bool(getattr(self.batch_sampler, "drop_last", False))
+
     def set_epoch(self, epoch: int) -> None:
         for obj in (self.batch_sampler, self.sampler):
             set_epoch = getattr(obj, "set_epoch", None)
@@ -77,15 +92,31 @@ class RankBatches:
                 set_epoch(epoch)
 
     def __len__(self) -> int:
+        if self._drop_last:
+            return len(self.batch_sampler) // self.world_size
         return math.ceil(len(self.batch_sampler) / self.world_size)
 
     def __iter__(self) -> Iterator[Any]:
         batches = list(self.batch_sampler)
         if not batches:
             return
-        total = math.ceil(len(batches) / self.world_size) * self.world_size
-        for i in range(self.rank, total, self.world_size):
-            yield batches[i % len(batches)]
+        world = self.world_size
+        if self._drop_last:
+            batches = batches[: len(batches) // world * world]
+        elif len(batches) % world or len(batches[-1]) != len(batches[0]):
+            batches = self._padded(batches)
+        yield from batches[self.rank :: world]
+
+    def _padded(self, batches: list[Any]) -> list[Any]:
+        world, size = self.world_size, self.batch_size
+        total = math.ceil(len(batches) / world) * world
+        if type(self.batch_sampler) is not torch.utils.data.BatchSampler or not size:
+            return [batches[i % len(batches)] for i in range(total)]
+        flat = [i for batch in batches for i in batch]
+        first = flat[: world * size]  # accelerate's "initial data", repeated
+        padding = itertools.islice(itertools.cycle(first), total * size - len(flat))
+        flat.extend(padding)
+        return [flat[i : i + size] for i in range(0, len(flat), size)]
 
 
 def _shard_torch_loader(dl: TorchLoader[Any], rank: int, world_size: int) -> TorchLoader[Any]:
@@ -120,16 +151,21 @@ def _shard_torch_loader(dl: TorchLoader[Any], rank: int, world_size: int) -> Tor
 class AcceleratedLoader(DataLoaderStateMixin):  # type: ignore[misc]
     """A minibatcher loader prepared for ``accelerator`` (see the module docstring)."""
 
-    def __init__(self, accelerator: Any, loader: Any) -> None:
+    def __init__(self, accelerator: Any, loader: Any, device_placement: bool = True) -> None:
         self.accelerator = accelerator
         self.gradient_state = accelerator.gradient_state
         self.device = accelerator.device
+        self.device_placement = device_placement
         self.loader = loader
         self.dataset = getattr(loader, "dataset", None)
-        self._drop_last = bool(getattr(loader, "drop_last", False))
-        self.total_batch_size = (getattr(loader, "batch_size", None) or 1) * max(
-            1, accelerator.num_processes
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        self._drop_last = bool(
+            getattr(loader, "drop_last", False) or getattr(batch_sampler, "_drop_last", False)
         )
+        # a sharded facade's batch size is its RankBatches'; accelerate's gradient state cuts
+        # the last step's gathered batch to len(dataset) % total_batch_size (gather_for_metrics)
+        size = getattr(loader, "batch_size", None) or getattr(batch_sampler, "batch_size", None)
+        self.total_batch_size = (size or 1) * max(1, accelerator.num_processes)
         self.reset()
 
     @property
@@ -142,11 +178,16 @@ class AcceleratedLoader(DataLoaderStateMixin):  # type: ignore[misc]
         return getattr(self.loader, "batch_sampler", None)
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch of the loader (or of its sampler)."""
-        target = self.loader if isinstance(self.loader, CoreLoader) else self.loader.sampler
-        set_epoch = getattr(target, "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(epoch)
+        """Set the epoch of the loader, or (a facade) of its sampler and batch sampler, as
+        Lightning does (a ``RankBatches`` passes it on to the sampler inside)."""
+        loader = self.loader
+        targets = [loader] if isinstance(loader, CoreLoader) else [loader.sampler]
+        if not isinstance(loader, CoreLoader) and loader.batch_sampler is not None:
+            targets.append(loader.batch_sampler)
+        for target in targets:
+            set_epoch = getattr(target, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -165,17 +206,21 @@ class AcceleratedLoader(DataLoaderStateMixin):  # type: ignore[misc]
             position = loader.state_dict()
             for following in iterator:
                 self._position = position
-                yield send_to_device(current, self.device)
+                yield self._placed(current)
                 current = following
                 position = loader.state_dict()
             self._position = position
             self.end_of_dataloader = True  # before the last batch: accumulate() syncs on it
-            yield send_to_device(current, self.device)
+            yield self._placed(current)
         finally:
             self._position = None
             self.end()
 
     _position: dict[str, Any] | None = None
+
+    def _placed(self, batch: Any) -> Any:
+        """``batch`` on ``accelerator.device``, or as it is with ``device_placement=False``."""
+        return send_to_device(batch, self.device) if self.device_placement else batch
 
     def state_dict(self) -> dict[str, Any]:
         """Every rank's loader state (``accelerator.save_state`` writes custom objects from the
@@ -204,8 +249,12 @@ class AcceleratedLoader(DataLoaderStateMixin):  # type: ignore[misc]
         return f"AcceleratedLoader({self.loader!r}, device={self.device})"
 
 
-def prepare(accelerator: Any, loader: Any) -> AcceleratedLoader:
-    """``loader`` prepared as ``accelerator.prepare`` prepares torch's (module docstring)."""
+def prepare(
+    accelerator: Any, loader: Any, device_placement: bool | None = None
+) -> AcceleratedLoader:
+    """``loader`` prepared as ``accelerator.prepare`` prepares torch's (module docstring);
+    ``device_placement`` (default: the accelerator's) ``False`` leaves batches where the loader
+    puts them."""
     if isinstance(loader, AcceleratedLoader):
         return loader
     if not isinstance(loader, (CoreLoader, TorchLoader)):
@@ -228,7 +277,9 @@ def prepare(accelerator: Any, loader: Any) -> AcceleratedLoader:
         and not split_by_rank_already(loader.sampler, loader.batch_sampler, loader.dataset)
     ):  # fmt: skip
         loader = _shard_torch_loader(loader, rank, world)
-    prepared = AcceleratedLoader(accelerator, loader)
+    if device_placement is None:
+        device_placement = bool(getattr(accelerator, "device_placement", True))
+    prepared = AcceleratedLoader(accelerator, loader, device_placement)
     accelerator.register_for_checkpointing(prepared)
     return prepared
 
@@ -267,8 +318,14 @@ class Accelerator(accelerate.Accelerator):  # type: ignore[misc]
 
     def prepare(self, *args: Any, device_placement: list[bool] | None = None) -> Any:
         """``accelerate.Accelerator.prepare``, with minibatcher loaders prepared by
-        :func:`prepare` (on ``accelerator.device`` whatever ``device_placement`` says)."""
-        args = tuple(prepare(self, obj) if _ours(obj) else obj for obj in args)
+        :func:`prepare` (``device_placement``: one per object, as accelerate's)."""
+        places: list[bool | None] = [None] * len(args)
+        if device_placement is not None and len(device_placement) == len(args):
+            places = list(device_placement)  # (of another length: accelerate's error below)
+        args = tuple(
+            prepare(self, obj, place) if _ours(obj) else obj
+            for obj, place in zip(args, places, strict=True)
+        )
         return super().prepare(*args, device_placement=device_placement)
 
     def prepare_data_loader(
@@ -276,7 +333,7 @@ class Accelerator(accelerate.Accelerator):  # type: ignore[misc]
     ) -> Any:
         """``accelerate.Accelerator.prepare_data_loader``; ours by :func:`prepare`."""
         if _ours(data_loader):
-            return prepare(self, data_loader)
+            return prepare(self, data_loader, device_placement)
         return super().prepare_data_loader(data_loader, device_placement, **kwargs)
 
     def skip_first_batches(self, dataloader: Any, num_batches: int = 0) -> Any:

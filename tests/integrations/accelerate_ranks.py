@@ -24,14 +24,27 @@ import minibatcher.errors
 import minibatcher.torch
 
 N, BATCH = 40, 4
+ODD = 41  # divides by neither world * BATCH nor world: the ranks' shares are padded
 
 
-def make(kind: str) -> Any:
-    ds = tud.TensorDataset(torch.arange(N))
+class Placed:
+    """A batch that records where accelerate's ``send_to_device`` sent it (it calls ``.to``)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.moves: list[str] = []
+
+    def to(self, device: Any, non_blocking: bool = False) -> Placed:
+        self.moves.append(str(device))
+        return self
+
+
+def make(kind: str, n: int = N, **options: Any) -> Any:
+    ds = tud.TensorDataset(torch.arange(n))
     if kind == "core":
-        return minibatcher.DataLoader(ds, BATCH, shuffle=True, seed=0, shard="auto")
+        return minibatcher.DataLoader(ds, BATCH, shuffle=True, seed=0, shard="auto", **options)
     cls = tud.DataLoader if kind == "torch" else minibatcher.torch.DataLoader
-    return cls(ds, BATCH, True, generator=torch.Generator().manual_seed(0))
+    return cls(ds, BATCH, True, generator=torch.Generator().manual_seed(0), **options)
 
 
 def items(batch: Any) -> list[int]:
@@ -91,8 +104,9 @@ def run(kind: str, out: Path) -> dict[str, Any]:
     acc3.load_state(str(out / f"{kind}-state"))
     dl3.set_epoch(1)
     report["resumed"] = head + [items(b) for b in dl3]
-    # a torch RandomSampler has no epoch: a new loader's first iteration is epoch 0's order
-    report["resume_epoch"] = 1 if kind == "core" else 0
+    # the facade's RandomSampler has set_epoch: a new loader told epoch 1 replays epoch 0's
+    # draws (its first iteration was epoch 0's order again)
+    report["resume_epoch"] = 1
 
     # skip_first_batches: the next epoch starts at batch 3
     acc4 = mba.Accelerator(cpu=True)
@@ -103,6 +117,18 @@ def run(kind: str, out: Path) -> dict[str, Any]:
     dl5 = mba.prepare(accelerate.Accelerator(cpu=True), make(kind))
     dl5.set_epoch(0)
     report["function"] = [items(b) for b in dl5]
+
+    # gather_for_metrics over padded shares: the duplicates are cut off at the last step
+    acc6 = mba.Accelerator(cpu=True)
+    report["metrics"] = [
+        i for batch in acc6.prepare(make(kind, ODD)) for i in acc6.gather_for_metrics(batch[0])
+    ]
+    report["metrics"] = [int(i) for i in report["metrics"]]
+    # device_placement=False: batches as the loader makes them (and a control with True)
+    for placement in (False, True):
+        acc7 = mba.Accelerator(cpu=True, device_placement=placement)
+        dl7 = acc7.prepare(make(kind, collate_fn=Placed))
+        report[f"moves_{placement}"] = [batch.moves for batch in dl7]
     return report
 
 

@@ -19,6 +19,7 @@ import minibatcher.torch
 
 N, BATCH, EPOCHS = 24, 4, 3
 KINDS = ("torch_facade", "core")
+RANDOM = "torch_random"  # single process only: the facade as a torch script builds it
 
 
 def make_loader(kind: str, distributed: bool = False) -> Any:
@@ -28,11 +29,15 @@ def make_loader(kind: str, distributed: bool = False) -> Any:
         # (it re-instantiates torch DataLoaders, the facade included, being a subclass).
         cls = tud.DataLoader if kind == "torch" else minibatcher.torch.DataLoader
         return cls(ds, BATCH, shuffle=True)
+    if kind == RANDOM:
+        # torch's DataLoader makes a RandomSampler for shuffle=True: the facade's has set_epoch
+        # (sampler.py), so an epoch-end restart, where Lightning restores no loader state,
+        # resumes the uninterrupted run's order
+        return minibatcher.torch.DataLoader(
+            ds, BATCH, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
     if kind == "torch_facade":
-        # As in any torch DDP script, a DistributedSampler: Lightning keeps its epoch in step
-        # (set_epoch), which a RandomSampler lacks (an epoch-end checkpoint restores no loader
-        # state in Lightning, so with a RandomSampler torch's loader and ours both restart its
-        # order from the generator's seed).
+        # As in any torch DDP script, a DistributedSampler (Lightning keeps its epoch in step).
         extra = {} if distributed else {"num_replicas": 1, "rank": 0}
         sampler = tud.DistributedSampler(ds, shuffle=True, seed=0, **extra)
         return minibatcher.torch.DataLoader(ds, BATCH, sampler=sampler)
@@ -43,6 +48,8 @@ def loader_epoch(loader: Any) -> int:
     """The epoch the loader itself thinks it is in."""
     if isinstance(loader, minibatcher.DataLoader):
         return loader.epoch
+    if not isinstance(loader.sampler, tud.DistributedSampler):
+        return int(loader.stats.epoch)  # the number of the loader's iteration
     return int(getattr(loader.sampler, "epoch", -1))
 
 

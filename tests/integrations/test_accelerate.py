@@ -1,7 +1,8 @@
 """HF accelerate in 2 CPU processes started by torchrun, with minibatcher.accelerate.Accelerator:
 ``accelerator.prepare(model, optimizer, dl)`` gives disjoint shares, batches on
 accelerator.device, gradient accumulation synced at the end of the loader, save_state/load_state
-exact on every rank, skip_first_batches; with accelerate's own Accelerator the facade gets
+exact on every rank, skip_first_batches, gather_for_metrics without the padding of the shares,
+device_placement=False leaving batches alone; with accelerate's own Accelerator the facade gets
 exactly the batches torch's DataLoader gets."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
 KINDS = ("torch_facade", "core")
 PLAIN = ("torch", "torch_facade_plain")  # through accelerate.Accelerator itself
 N = 40
+ODD = 41  # accelerate_ranks.ODD
 
 
 def test_accelerate_two_ranks(tmp_path: Path) -> None:
@@ -53,6 +55,10 @@ def test_accelerate_two_ranks(tmp_path: Path) -> None:
             assert rep["resumed"] == rep["epochs"][rep["resume_epoch"]], kind
             assert rep["skipped"] == rep["epochs"][0][3:], kind
             assert rep["function"] == rep["epochs"][0], kind
+            # every item once: the padding of the ranks' shares is cut off (it was gathered)
+            assert sorted(rep["metrics"]) == list(range(ODD)), (kind, rep["metrics"])
+            assert rep["moves_False"] == [[]] * len(rep["moves_True"]), kind  # was moved
+            assert all(len(moves) == 1 for moves in rep["moves_True"]), (kind, rep["moves_True"])
     for rep in ranks:  # accelerate's own Accelerator: the facade is torch's DataLoader there
         assert rep["torch_facade_plain"].pop("refused") is True
         assert rep["torch_facade_plain"] == rep["torch"]

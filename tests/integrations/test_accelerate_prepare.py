@@ -78,3 +78,28 @@ def with_received_above(state: dict[str, Any], kind: str) -> dict[str, Any]:
     if kind == "core":
         return {**state, "loader": {**state["loader"], "next_batch": 1, "delivered_above": [4]}}
     return {**state, "batches_yielded": 1, "received_beyond": [4]}
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shares_are_padded_as_accelerate_pads_torchs(drop_last: bool) -> None:
+    """41 items, batches of 4, 2 ranks: the last batch is completed, and the missing one made,
+    from the epoch's first items (every batch of the last step full, as accelerate's
+    even_batches makes them, so gather_for_metrics cuts the padding off at the end); before,
+    rank 0 got a batch of 1 and rank 1 a whole batch again (the gathered shapes differed).
+    With drop_last the incomplete last round is dropped, as accelerate does."""
+    data = torch.arange(41)
+    order = [int(i) for batch in DataLoader(data, 4) for i in batch]
+    shares = []
+    for rank in (0, 1):
+        prepared = prepare(two_rank_accelerator(rank), DataLoader(data, 4, drop_last=drop_last))
+        assert prepared.total_batch_size == 8
+        batches = [batch.tolist() for batch in prepared.loader]
+        assert len(batches) == len(prepared.loader) == (5 if drop_last else 6)
+        assert all(len(batch) == 4 for batch in batches)
+        shares.append(batches)
+    steps = [a + b for a, b in zip(*shares, strict=True)]  # what a gather concatenates
+    flat = [i for step in steps for i in step]
+    if drop_last:
+        assert flat == order[:40]
+    else:
+        assert flat == order + order[:7]  # real items first, padding from the start after

@@ -244,3 +244,23 @@ def test_torch_worker_info_in_core_loader_process_workers():
     values = sorted(int(b[0]) for b in dl)
     assert set(values) <= {2, 12}
     assert -1 not in values
+
+
+def test_an_unpicklable_dataset_under_spawn_raises_torchs_error() -> None:
+    """torch raises the pickling error itself (AttributeError for a lambda); ours raised a
+    WorkerError chained to it. Now the same type and message, with minibatcher's advice as a
+    note (Python >= 3.11) and the traceback of the pickling."""
+    data = tud.TensorDataset(torch.arange(8))
+    data.transform = lambda x: x  # type: ignore[attr-defined]
+
+    def run(cls: type) -> tuple[str, str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's "Got pickle error" advice
+            return outcome(lambda: list(cls(data, 2, num_workers=2,
+                                            multiprocessing_context="spawn")))  # fmt: skip
+
+    assert both(run)[0] == "AttributeError"
+    with pytest.raises(AttributeError, match="pickle") as caught:
+        list(MiniDataLoader(data, 2, num_workers=2, multiprocessing_context="spawn"))
+    notes = getattr(caught.value, "__notes__", ["multiprocessing_context='fork'"])  # 3.10
+    assert "multiprocessing_context='fork'" in notes[0]

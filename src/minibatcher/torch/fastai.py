@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch.utils.data as tud
 
 from ..errors import ConfigError
+from .sampler import RandomSampler
 
 if TYPE_CHECKING:
     from .loader import DataLoader
@@ -17,7 +18,8 @@ ALIASES = {"shuffled": "shuffle", "bs": "batch_size"}
 
 def _arguments(dl: DataLoader[Any]) -> dict[str, Any]:
     """The arguments that rebuild ``dl``; its sampler only where the user chose one."""
-    default_sampler = type(dl.sampler) in (tud.SequentialSampler, tud.RandomSampler)
+    shuffled = type(dl.sampler) in (tud.RandomSampler, RandomSampler)  # shuffle=True's
+    default_sampler = shuffled or type(dl.sampler) is tud.SequentialSampler
     default_batches = type(dl.batch_sampler) is tud.BatchSampler and default_sampler
     args: dict[str, Any] = {
         "batch_size": dl.batch_size,
@@ -35,7 +37,7 @@ def _arguments(dl: DataLoader[Any]) -> dict[str, Any]:
     }
     if not isinstance(dl.dataset, tud.IterableDataset):
         if default_batches or dl.batch_sampler is None:
-            args["shuffle"] = type(dl.sampler) is tud.RandomSampler
+            args["shuffle"] = shuffled
             if not default_sampler:
                 args["sampler"] = dl.sampler
         else:

@@ -11,6 +11,7 @@ one goes on, as torch's). State: the loader's count of the batches received (for
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data._utils.pin_memory import pin_memory as _torch_pin_memory
 
+from ..errors import WorkerError
 from .work import Failed
 
 if TYPE_CHECKING:
@@ -37,6 +39,13 @@ class LoaderIter:
         self._sample_at = -1 if self._stats is None else self._stats.sample_at
         self._sampled: int | None = None  # the batch timed last, until the next request
         self._last: Any = None
+        self._begun = False  # whether next() was called (the epoch check comes before it)
+
+    def take_over(self, other: LoaderIter) -> None:
+        """Continue as ``other`` (the loader restarted this iteration as a later epoch, see
+        ``checkpoint.py``): the framework holding this iterator goes on with it."""
+        self.__dict__.update(other.__dict__, _begun=True)
+        self._loader._latest = weakref.ref(self)
 
     def __iter__(self) -> LoaderIter:
         return self
@@ -46,6 +55,9 @@ class LoaderIter:
 
     def __next__(self) -> Any:
         loader = self._loader
+        if not self._begun:
+            self._begun = True
+            loader._catch_up_running(self)  # an epoch set after iter() (checkpoint.py)
         rec = self._stats
         if self._sampled is not None and rec is not None:  # NOTE [ Sampled bookkeeping ]
             self._sample_at = rec.resumed(self._sampled)
@@ -61,6 +73,11 @@ class LoaderIter:
             raise
         except TimeoutError:
             raise RuntimeError(f"DataLoader timed out after {loader.timeout} seconds") from None
+        except WorkerError as e:
+            failure = _start_failure(e)
+            if failure is e:
+                raise
+            raise failure from None
         if isinstance(batch, Failed):
             # delivered (as its error): a resume goes on after it, as the uninterrupted run
             loader._received(position)
@@ -99,6 +116,23 @@ class LoaderIter:
                 rec.ready(seq, _first_field(batch))
                 self._sampled = seq
         return batch
+
+
+def _start_failure(error: WorkerError) -> BaseException:
+    """What torch raises where workers could not be started: the error itself (typically the
+    ``AttributeError``, ``TypeError`` or ``PicklingError`` of pickling the dataset for
+    ``spawn``), with its traceback and, as a note, what to do; other worker errors as they are."""
+    cause = error.__cause__
+    if cause is None or error.worker_id is not None or error.exitcode is not None:
+        return error  # a worker that died: torch's RuntimeError (WorkerError is one)
+    if hasattr(cause, "add_note"):  # Python >= 3.11
+        cause.add_note(
+            "minibatcher.torch.DataLoader could not start its worker processes: with the "
+            "'spawn' and 'forkserver' start methods the dataset, collate_fn and worker_init_fn "
+            "are pickled to each worker; make them picklable (no lambdas or local classes, no "
+            "open files or locks), or pass multiprocessing_context='fork' (Linux)."
+        )
+    return cause
 
 
 def _first_field(batch: Any) -> Any:

@@ -3,7 +3,8 @@
 In: exactly the arguments of ``torch.utils.data.DataLoader`` (torch 2.13: same positional order,
 defaults, errors and attributes). Out: exactly torch's batches, in torch's order for the same
 ``generator`` / ``torch.manual_seed`` state. State: the position in the current iteration and
-the RNG state it started from (``state_dict()``), for an exact resume.
+the RNG state it started from (``state_dict()``, in ``checkpoint.py``), for an exact resume;
+``shuffle=True``'s sampler adds ``set_epoch`` (``sampler.py``).
 
 How it stays equal to torch: it is a subclass of ``torch.utils.data.DataLoader`` whose
 ``__init__`` is torch's own (no worker starts, no RNG is drawn), so every error, default and
@@ -26,47 +27,34 @@ hang.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import multiprocessing
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, final
 
 import torch
 import torch.utils.data as tud
 
-from ..errors import StateError
 from ..profile import LoaderStats, Profiler
 from ..transport import InlineExecutor, ProcessExecutor
 from ..transport.owner import WorkersOwner
 from ..transport.replicated import ReplicatedExecutor, is_exhausted
 from ..verdict import LoaderFacts
+from .checkpoint import Checkpoints, rng_state, set_rng_state
 from .iteration import LoaderIter
+from .sampler import swap_in
 from .work import IterableWork, MapWork, TorchWorkerInit
 
 T = TypeVar("T")
 
-STATE_VERSION = 1
 _iterations = itertools.count()
 """Numbers the iterations of IterableDatasets (a worker starts a new iterator on a new one)."""
 
 
-def _rng_state(generator: torch.Generator | None) -> str:
-    state = torch.get_rng_state() if generator is None else generator.get_state()
-    return base64.b64encode(state.numpy().tobytes()).decode("ascii")
-
-
-def _set_rng_state(generator: torch.Generator | None, encoded: str) -> None:
-    state = torch.frombuffer(bytearray(base64.b64decode(encoded)), dtype=torch.uint8)
-    if generator is None:
-        torch.set_rng_state(state)
-    else:
-        generator.set_state(state)
-
-
 @final
-class DataLoader(WorkersOwner, tud.DataLoader[T]):
+class DataLoader(WorkersOwner, Checkpoints, tud.DataLoader[T]):
     """A drop-in ``torch.utils.data.DataLoader`` (a subclass: same signature, batches and
     order; ``isinstance(dl, torch.utils.data.DataLoader)`` holds).
 
@@ -126,9 +114,14 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         self._profiler = Profiler()  # dl.stats
         self._stats_work: Any = None
         self._iterations_begun = 0  # numbers dl.stats.epoch
+        self._iteration_executor: Any = None  # a weak reference to the iteration's workers
+        self._latest: Any = None  # a weak reference to the current iteration's iterator
+        if shuffle and sampler is None:  # torch made a RandomSampler: ours has set_epoch
+            swap_in(self)  # (see sampler.py)
 
     # -- iteration ---------------------------------------------------------------------------
     def __iter__(self) -> LoaderIter:  # type: ignore[override]
+        self._catch_up_before_iter()  # an epoch set beyond this iteration (checkpoint.py)
         resume, self._resume = self._resume, None
         reuse = self._workers is not None and not self._workers.closed
         generator = self.generator
@@ -140,8 +133,8 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
             # that point: adopted, as the draws that follow it are the next iteration's.
             if generator is None and resume.get("iteration_started", True):
                 restore_global = torch.get_rng_state()
-            _set_rng_state(generator, resume["rng"])
-        self._start_rng = _rng_state(generator)
+            set_rng_state(generator, resume["rng"])
+        self._start_rng = rng_state(generator)
         sampler_iter = None if self._iterable else iter(self._index_sampler)
         if reuse or (resume is not None and not resume["drew_base_seed"]):
             # torch: persistent workers' later iterations draw no new base seed
@@ -179,13 +172,16 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         self._yielded = skip + len(beyond)
         self._prefix, self._beyond = skip, beyond
         self._running = True
-        return LoaderIter(self, results)
+        iterator = LoaderIter(self, results)
+        self._latest = weakref.ref(iterator)
+        return iterator
 
     def _run(self, tasks: Iterator[Any], skip: int) -> Iterator[Any]:
         if self._iterable:
             work: Any = IterableWork(self.dataset, self.batch_size, self.drop_last, self.collate_fn)
         else:
             work = MapWork(self.dataset, self._auto_collation, self.collate_fn)
+        self._iteration_executor = None
         if self.num_workers == 0:
             executor: Any = InlineExecutor(work)
             self._begin_stats(skip, executor, work)
@@ -198,6 +194,7 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
             if self.persistent_workers:
                 self._workers = executor
         self._begin_stats(skip, executor, work)
+        self._iteration_executor = weakref.ref(executor)  # weak: a dropped iterator's closes
         results = executor.run(tasks)
         if self._iterable:
             results = _skip(results, skip)
@@ -284,95 +281,6 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         accelerator = torch.accelerator.current_accelerator()
         return None if accelerator is None or accelerator.type == "mps" else accelerator.type
 
-    # -- checkpoints --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Where the current iteration stands (JSON-able): the batches the user received and
-        the RNG state the iteration started from. Between iterations: the RNG state now, so the
-        next iteration's order is the one an uninterrupted run would draw next."""
-        if self._resume is not None:
-            return dict(self._resume)
-        if self._running and not self._all_received():
-            return {
-                "version": STATE_VERSION,
-                # in order: the count received; in_order=False: the first batch not received,
-                # and the ones received above it
-                "batches_yielded": self._yielded if self._iterable else self._prefix,
-                "received_beyond": [] if self._iterable else sorted(self._beyond),
-                "rng": self._start_rng,
-                "base_seed": self._base_seed,
-                "drew_base_seed": self._drew_seed,
-                "epoch": self._iterations_begun - 1,
-                "iteration_started": True,
-            }
-        if self._running:
-            self._finish_sampler()
-        reuse = self._workers is not None and not self._workers.closed
-        return {
-            "version": STATE_VERSION,
-            "batches_yielded": 0,
-            "received_beyond": [],
-            "rng": _rng_state(self.generator),
-            "base_seed": self._base_seed,
-            "drew_base_seed": not reuse,
-            "epoch": self._iterations_begun,
-            "iteration_started": False,
-        }
-
-    def _received(self, seq: int) -> None:
-        """Note that the user received batch ``seq`` of the iteration (any order)."""
-        self._yielded += 1
-        if seq != self._prefix:
-            self._beyond.add(seq)
-            return
-        self._prefix += 1
-        while self._prefix in self._beyond:
-            self._beyond.remove(self._prefix)
-            self._prefix += 1
-
-    def _finish_sampler(self) -> None:
-        """Run the exhausted index sampler to its end: torch's ``RandomSampler`` draws from the
-        generator once more after its last index, which an uninterrupted run does at the end
-        of the epoch; a state taken at the last batch must start the next epoch from there."""
-        sampler_iter, self._sampler_iter = self._sampler_iter, None
-        # only torch's own samplers, whose len() is exact: a user's sampler that yields more
-        # than its len() says would lose the batches drained here
-        inner = getattr(self._index_sampler, "sampler", self._index_sampler)
-        torch_made = all(
-            type(s).__module__.startswith("torch.utils.data") for s in (self._index_sampler, inner)
-        )
-        if sampler_iter is not None and torch_made:
-            for _ in sampler_iter:
-                pass
-
-    def _all_received(self) -> bool:
-        """Whether the user has every batch of the current iteration (then a checkpoint is one
-        of the epoch's end, as Lightning needs at the last batch: the next ``iter()`` starts the
-        next epoch, never an empty one)."""
-        if self._iterable:
-            return False
-        try:
-            return self._yielded >= len(self._index_sampler)
-        except TypeError:
-            return False
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make the next ``iter()`` continue from ``state`` (of a loader built the same way).
-
-        Exact for datasets whose items do not depend on the workers' global RNG: the sampler's
-        order and the workers' seeds are replayed from the saved RNG state; the batches already
-        received are skipped without being loaded (for an ``IterableDataset``: re-read and
-        dropped). Persistent workers are restarted.
-        """
-        keys = {"version", "batches_yielded", "rng", "base_seed", "drew_base_seed"}
-        if not isinstance(state, dict) or not keys <= set(state):
-            raise StateError(f"not a minibatcher.torch.DataLoader state: {state!r:.200}")
-        if state["version"] != STATE_VERSION:
-            raise StateError(f"state version {state['version']!r} is not {STATE_VERSION}")
-        self.close()
-        self._running = False
-        self._resume = dict(state)
-        self._iterations_begun = int(state.get("epoch", 0))  # absent in older states
-
     # -- copies -------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         """What ``pickle``, ``copy.copy`` and ``copy.deepcopy`` take: the loader as built (and a
@@ -383,7 +291,7 @@ class DataLoader(WorkersOwner, tud.DataLoader[T]):
         state = self.__dict__.copy()
         state.update(
             _workers=None, _running=False, _yielded=0, _stats_work=None, _sampler_iter=None,
-            _profiler=Profiler(),
+            _profiler=Profiler(), _iteration_executor=None, _latest=None,
         )  # fmt: skip
         return state
 
