@@ -40,6 +40,7 @@ def test_sizing_leaves_the_users_generator_and_loader_alone() -> None:
     generator = torch.Generator().manual_seed(0)
     dl = DataLoader(ds, 16, shuffle=True, generator=generator)
     before = generator.get_state()
+    assert check_loader(dl).options.shuffle is True  # measured on a seeded shuffle of its own
     global_before = torch.get_rng_state()
     weights = torch.zeros(3, requires_grad=True)
 

@@ -19,6 +19,7 @@ import torch.utils.data as tud
 from ..loader import DataLoader as CoreLoader
 from ..sizing._loaders import register_loader_adapter
 from .loader import DataLoader
+from .sampler import RandomSampler
 
 SIZING_SEED = 0
 """The seed of the shuffled order measured in place of a ``RandomSampler``'s."""
@@ -55,7 +56,7 @@ def _order(sampler: Any) -> dict[str, Any]:
     nothing the user's training draws from."""
     if type(sampler) is tud.SequentialSampler:
         return {"shuffle": False}
-    if (type(sampler) is tud.RandomSampler and not sampler.replacement
+    if (type(sampler) in (tud.RandomSampler, RandomSampler) and not sampler.replacement
             and sampler._num_samples is None):
         return {"shuffle": True}
     generator = getattr(sampler, "generator", None)
