@@ -41,6 +41,8 @@ HEADER = struct.Struct("<qqBqqd")  # run, message id, status, slot used, shm nee
 OK, INIT_ERROR = 0, 2
 INDEXED, GENERAL = b"I", b"G"
 """The first byte of a task message: tasks of an indexed source (int64 keys, no items), or any."""
+RETIRE = b"R"
+"""A message of this one byte: no task will follow; exit once the tasks before it are done."""
 
 
 def encode_tasks(run: int, slot_name: str | None, chunk: list[Any]) -> bytes | memoryview:
@@ -223,8 +225,11 @@ def worker_main(
     blank = bytes(HEADER.size)
     seeded_run: int | None = None
     while True:
+        message = inbox.get()
+        if message == RETIRE:
+            os._exit(0)  # its results are all written: the main process reads them from the pipe
         try:
-            run, slot_name, tasks = decode_tasks(inbox.get())
+            run, slot_name, tasks = decode_tasks(message)
         except Exception as e:  # e.g. a stream item whose class the worker cannot import
             fail(e, ", while receiving a task")
         writer = SlotWriter(None if slot_name is None else segments.get(slot_name))
