@@ -74,8 +74,7 @@ from .reorder import Window
 from .shm import ResultUnpickler, Segment, SegmentPool
 from .worker_loop import HEADER as _HEADER
 from .worker_loop import INIT_ERROR as _INIT_ERROR
-from .worker_loop import RETIRE
-from .worker_loop import encode_tasks, worker_main
+from .worker_loop import RETIRE, encode_tasks, worker_main
 
 WORKER_JOIN_TIMEOUT_S = 5.0
 """How long ``close()`` waits for workers to exit before killing them."""
