@@ -407,12 +407,11 @@ class ProcessExecutor(WorkerRuns):
     def _wait_for(self, wid: int) -> None:
         """Block until worker ``wid`` has sent something; raise if it died or timed out."""
         poller = self._polls[wid]
+        timeout = None if self.timeout is None else self.timeout * 1000
         while True:
-            events = poller.poll(0)
+            events = poller.poll(timeout)  # one call: it returns at once when data is there
             if not events:
-                events = poller.poll(None if self.timeout is None else self.timeout * 1000)
-                if not events:
-                    self._raise_timeout([wid])
+                self._raise_timeout([wid])
             if any(fd == self._result_fds[wid] for fd, _ in events):
                 return
             for fd, _ in events:  # a sentinel: that worker exited (maybe after sending its last)
