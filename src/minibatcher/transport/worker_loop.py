@@ -10,6 +10,7 @@ work per batch) then the pickled ``([(seq, ok, batch or RemoteError), ...], stag
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import gc
@@ -20,7 +21,6 @@ import queue
 import signal
 import struct
 import sys
-import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
@@ -199,7 +199,9 @@ def worker_main(
         limit_torch_threads()  # unpickling may have imported torch
     work, dataset, init_fn = payload
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-    threading.Thread(target=_read_tasks, args=(task_r, inbox), daemon=True).start()
+    # Not threading.Thread(...).start(), which waits until the new thread has run: on a busy
+    # machine that wait delayed every worker's first task by a scheduling round.
+    _thread.start_new_thread(_read_tasks, (task_r, inbox))
 
     # An init function that seeds the worker itself (the torch facade's, which follows torch's
     # seeding: once per worker, never per epoch) says so; the global generators are then its.
