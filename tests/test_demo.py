@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from minibatcher import demo
+from minibatcher import demo, demo_report
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_runs_and_table_shape(results: list[demo.RunResult]) -> None:
     assert [len(r.train_loss) for r in results] == [3, 3]
     assert results[0].steps == 3 * -(-1437 // 32)
     assert results[1].steps == 3
-    lines = demo.format_table(results).splitlines()
+    lines = demo_report.format_table(results).splitlines()
     assert len(lines) == 2 + len(results)
     header = ["batch", "size", "lr", "steps", "wall", "s", "items/s", "data", "wait", "val", "acc"]
     assert lines[0].split() == header
@@ -40,7 +40,7 @@ def test_accuracy_beats_chance_by_far(results: list[demo.RunResult]) -> None:
 
 def test_explanation_names_the_answer(results: list[demo.RunResult]) -> None:
     """The text after the table is computed from it."""
-    text = demo.explain(results)
+    text = demo_report.explain(results)
     assert "Answer: batch size 32" in text
 
 
@@ -64,7 +64,7 @@ def test_plot(tmp_path: Path, results: list[demo.RunResult]) -> None:
     """--plot saves a PNG of the curves."""
     pytest.importorskip("matplotlib")
     path = tmp_path / "curves.png"
-    demo.save_plot(results, str(path))
+    demo_report.save_plot(results, str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

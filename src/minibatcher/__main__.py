@@ -166,21 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import demo
+    from . import demo, demo_report
 
     if args.plot is not None:
-        demo.require_matplotlib()  # fail before training, not after
+        demo_report.require_matplotlib()  # fail before training, not after
     backend = "torch" if args.torch else "numpy"
     print(f"Training a 64-{args.hidden}-10 MLP ({backend}) on scikit-learn's digits, "
           f"{args.epochs} epochs per batch size, seed {args.seed}.", flush=True)
     results = demo.run_demo(args.batch_sizes, epochs=args.epochs, hidden=args.hidden,
                             seed=args.seed, backend=backend, progress=not args.no_progress)
     print()
-    print(demo.format_table(results))
+    print(demo_report.format_table(results))
     print()
-    print(demo.explain(results))
+    print(demo_report.explain(results))
     if args.plot is not None:
-        demo.save_plot(results, args.plot)
+        demo_report.save_plot(results, args.plot)
         print(f"\nSaved the curves to {args.plot}")
     if not args.no_suggest:
         print(f"\nMeasuring which batch size to use (minibatcher.sizing, "
@@ -190,7 +190,7 @@ def _demo(args: argparse.Namespace) -> int:
         print()
         print(suggestion)
         print()
-        print(demo.agreement(suggestion, results))
+        print(demo_report.agreement(suggestion, results))
     return EXIT_OK
 
 

@@ -4,9 +4,10 @@ current one, and the checkpoint that records it.
 In: the :class:`~minibatcher.plan.Planner` (source, options, seed, shard) of the loader, the
 batches the user receives (recorded on the :class:`~minibatcher.state.Progress` of the epoch by
 the loader), and states to load. Out: the ``Progress`` each new epoch starts from (a loaded
-resume point, or the epoch's start), and ``state_dict()``'s small JSON-able dict (schema and
-matching rules: state.py). State: the epoch counters, the latest epoch's progress and a loaded
-resume point waiting for the next ``iter()``.
+resume point, or the epoch's start), and ``state_dict()``'s small JSON-able dict (schema:
+state.py; matching rules: resume.py). State: the epoch counters, the latest epoch's progress
+and a loaded resume point waiting for the next ``iter()``. :class:`LoaderEpochs` is the view of
+them that frameworks get as ``dl.sampler`` (they call its ``set_epoch``).
 
 Why apart from the loader: these are the rules that make a resume exact (a state taken after
 the last batch of an epoch points at the next epoch, never at an empty rest of this one; a
@@ -16,8 +17,9 @@ loaded state's epoch is the next one), and they read best in one place.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, final
 
+from . import resume as _resume
 from . import state as _state
 from .plan import Planner, length_or_none
 from .sources import StreamSource
@@ -76,7 +78,7 @@ class Epochs:
     def load(self, state: dict[str, Any] | Sequence[dict[str, Any]], planner: Planner) -> None:
         """Make the next ``iter()`` continue from ``state`` (StateError naming a mismatch)."""
         sliced = planner.sliced()
-        resume = _state.resume_point(
+        resume = _resume.resume_point(
             state,
             state_config(planner),
             planner.shard,
@@ -119,3 +121,18 @@ def state_config(planner: Planner) -> dict[str, Any]:
         "sampler": _state.describe_sampler(None if stream else planner.sampler),
         "shuffle_buffer": opts.shuffle_buffer if stream and opts.shuffle else None,
     }
+
+
+@final
+class LoaderEpochs:
+    """What frameworks see as ``dl.sampler``: ``set_epoch`` sets the loader's next epoch."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        """The loader's :meth:`~minibatcher.DataLoader.set_epoch`."""
+        self.loader.set_epoch(epoch)
+
+    def __repr__(self) -> str:
+        return f"LoaderEpochs(next epoch {self.loader._epochs.next})"

@@ -7,14 +7,14 @@ Data path (each arrow one module; see the package docstring)::
 
 The main process decides every batch: an epoch's order is a pure function of (seed, epoch),
 cut into batches here, and handed to the executor as tasks. Workers only execute, so the batches
-are the same whatever the number or kind of workers.
+are the same whatever the number or kind of workers. The loop that delivers an epoch's batches
+is ``delivery.py``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
@@ -22,14 +22,15 @@ import numpy as np
 
 from . import state as _state
 from .collation import check_output, converter
+from .delivery import deliver
 from .device import DeviceTransfer
 from .distributed import resolve_seed, resolve_shard
-from .epochs import Epochs
+from .epochs import Epochs, LoaderEpochs
 from .errors import ConfigError
 from .executors import EpochExecutors
 from .options import LoaderOptions
 from .plan import Planner, length_or_none
-from .profile import NO_BATCH, LoaderStats, Profiler, regular_batch_size, unwrap_skipped
+from .profile import LoaderStats, Profiler
 from .progress import progress_bar, require_tqdm
 from .sources import IndexedSource, as_source
 from .transport.owner import WorkersOwner
@@ -281,64 +282,11 @@ class DataLoader(WorkersOwner, Generic[T]):
         total = length_or_none(self) if self.options.progress else None  # before the epoch advances
         progress = self._epochs.begin()
         epoch = progress.epoch
-        batches = self._iterate(epoch, progress.next_batch, progress)
+        batches = deliver(self, epoch, progress.next_batch, progress)
         if self.options.progress:
             left = None if total is None else total - progress.next_batch
             batches = progress_bar(batches, left, f"epoch {epoch}")
         yield from batches
-
-    def _iterate(
-        self, epoch: int, start: int, progress: _state.Progress | None = None
-    ) -> Iterator[Any]:
-        """Run the epoch from batch ``start``; ``progress`` records what the user received."""
-        peek = progress is None  # one_batch(): not an epoch, not counted in dl.stats
-        if progress is None:
-            progress = _state.Progress(epoch, start)
-        executor = self._executors.for_epoch(self, peek)
-        resumed_above = len(progress.above)  # delivered before a resume: not this run's
-        rec = self._profiler.begin(
-            epoch, start, lambda: progress.next_batch + len(progress.above) - resumed_above,
-            regular_batch_size(self.options), executor, self.work, keep=not peek,
-        )
-        finish = self._finish_in_main
-        if self.options.on_error == "skip":
-            finish = unwrap_skipped(rec, finish)
-        sample_at = rec.sample_at
-        batch = None
-        try:
-            tasks = self._planner.tasks(
-                epoch, start, progress.domain, frozenset(progress.above), progress
-            )
-            if peek:  # one batch: a single-pass sampler loses no more than it returns
-                tasks = itertools.islice(tasks, 1)
-            results = executor.run(tasks)
-            if self._device is not None:
-                results = self._device.run(results)
-            if finish is not None and self.options.on_error == "skip":  # see state.py
-                results = _state.past_empty_batches(results, finish, progress, NO_BATCH)
-                finish = None
-            for _seq, batch in results:
-                if finish is not None:
-                    batch = finish(batch, epoch, _seq)
-                # The batch is the user's once yielded: record it first (one compare, one write).
-                if _seq == progress.next_batch:
-                    progress.next_batch = _seq + 1
-                    if progress.above:
-                        progress.advance()
-                else:
-                    progress.above.add(_seq)
-                if _seq < sample_at:  # most batches: no timing (NOTE in profile.py)
-                    yield batch
-                else:
-                    rec.ready(_seq, batch)
-                    yield batch
-                    sample_at = rec.resumed(_seq)
-            progress.finished = True
-        finally:
-            rec.end(batch)
-            if not peek:
-                self._profiler.collect(self.work, ended=True)
-            self._executors.done(executor)  # persistent workers outlive the epoch
 
     @property
     def stats(self) -> LoaderStats:
@@ -366,18 +314,6 @@ class DataLoader(WorkersOwner, Generic[T]):
         executors = self.__dict__.get("_executors")  # absent if __init__ raised
         if executors is not None:
             executors.close()
-
-    @property
-    def _finish_in_main(self) -> Callable[[Any, int, int], Any] | None:
-        """For output='jax': convert (and batch-transform) in the main process."""
-        if self._jax_convert is None:
-            return None
-        convert, work = self._jax_convert, self.work
-
-        def finish(batch: Any, epoch: int, seq: int) -> Any:
-            return work.apply_batch_transform(convert(batch), epoch, seq)
-
-        return finish
 
     # -- fastai's protocol (DataLoaders, Learner.get_preds) ----------------------------
     def new(self, **changes: Any) -> DataLoader[Any]:
@@ -415,7 +351,7 @@ class DataLoader(WorkersOwner, Generic[T]):
 
         For a single-pass iterator (a generator) this consumes the items it returns.
         """
-        for batch in self._iterate(self._epochs.next, start=0):
+        for batch in deliver(self, self._epochs.next, start=0):
             return batch
         raise ValueError("one_batch() found no batch: the data is empty (or all dropped)")
 
@@ -458,17 +394,3 @@ class DataLoader(WorkersOwner, Generic[T]):
             f"output={self.options.output!r})"
         )
 
-
-@final
-class LoaderEpochs:
-    """What frameworks see as ``dl.sampler``: ``set_epoch`` sets the loader's next epoch."""
-
-    def __init__(self, loader: DataLoader[Any]) -> None:
-        self.loader = loader
-
-    def set_epoch(self, epoch: int) -> None:
-        """The loader's :meth:`DataLoader.set_epoch`."""
-        self.loader.set_epoch(epoch)
-
-    def __repr__(self) -> str:
-        return f"LoaderEpochs(next epoch {self.loader._epochs.next})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -50,10 +49,41 @@ def test_unknown_output_is_refused_at_construction() -> None:
         DataLoader(range(3), output="tensorflow")  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="jax is installed")
-def test_output_jax_without_jax_names_the_extra() -> None:
+def test_output_jax_without_jax_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("jax", "jax.numpy"):  # None in sys.modules: `import jax` fails as if absent
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=r"minibatcher\[jax\]"):
         DataLoader(range(3), output="jax")
+
+
+def test_output_jax_converts_leaves_inline_and_from_forked_workers() -> None:
+    """Batches become jax Arrays in the main process, also when workers made them (workers
+    never call JAX); forking after JAX started is said once, by us, not per worker by JAX."""
+    pytest.importorskip("jax")
+    code = textwrap.dedent(
+        """
+        import warnings
+        import numpy as np
+        import jax, jax.numpy as jnp
+        from minibatcher import DataLoader
+        data = {"x": np.arange(40, dtype=np.float32).reshape(20, 2), "s": list("abcdefghij" * 2)}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for workers in (0, 2, 2):
+                dl = DataLoader(data, batch_size=8, shuffle=True, seed=0, output="jax",
+                                num_workers=workers)
+                batches = list(dl)
+                assert all(isinstance(b["x"], jax.Array) for b in batches), batches
+                assert batches[0]["s"] == [str(s) for s in batches[0]["s"]]
+                assert float(jnp.sum(jnp.concatenate([b["x"] for b in batches]))) == 780.0
+        ours = [w for w in caught if str(w.message).startswith("minibatcher forks")]
+        print(len(ours), len(caught))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["1", "1"], out.stdout  # (ours, all warnings): ours alone, once
 
 
 def test_a_numpy_only_run_never_imports_torch() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from minibatcher import demo
+from minibatcher import demo, demo_report
 from minibatcher.__main__ import EXIT_OK, EXIT_USAGE, main
 
 
@@ -45,8 +45,8 @@ def test_agreement_in_both_directions() -> None:
     class Suggested:
         batch_size = 90
 
-    assert demo.agreement(Suggested(), results).startswith("The measurement agrees")
+    assert demo_report.agreement(Suggested(), results).startswith("The measurement agrees")
     Suggested.batch_size = 20
-    text = demo.agreement(Suggested(), results)
+    text = demo_report.agreement(Suggested(), results)
     assert text.startswith("The measurement does not agree")
     assert "table's answer is 128" in text

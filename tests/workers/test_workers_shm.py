@@ -18,7 +18,7 @@ from minibatcher import DataLoader
 from minibatcher.sources.compact import CompactSequence, compact_source
 from minibatcher.sources.compact_records import CompactRecords
 from minibatcher.sources.sequence import SequenceSource
-from minibatcher.transport import shm
+from minibatcher.transport import array_pickle, shm
 from minibatcher.transport.factory import process_work
 
 pytestmark = pytest.mark.timeout(60)
@@ -201,12 +201,12 @@ def test_every_array_round_trips_through_a_slot(array: np.ndarray) -> None:
     try:
         segment = pool.acquire()
         assert segment is not None
-        writer = shm.SlotWriter(segment)
+        writer = array_pickle.SlotWriter(segment)
         out = io.BytesIO()
-        shm.ResultPickler(out, writer).dump({"x": array, "y": [array]})
+        array_pickle.ResultPickler(out, writer).dump({"x": array, "y": [array]})
         out.seek(0)
         raw = pool.lease(segment, writer.used) if writer.used else None
-        back = shm.ResultUnpickler(out, raw).load()
+        back = array_pickle.ResultUnpickler(out, raw).load()
         for got in (back["x"], back["y"][0]):
             assert got.dtype == array.dtype
             assert got.shape == array.shape

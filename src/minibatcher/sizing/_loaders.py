@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import numbers
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,30 @@ from ..loader import DataLoader
 from ..samplers.shard import ShardSpec, shard_length
 from ..sources import IndexedSource, StreamSource
 
+_adapters: list[tuple[type, Callable[[Any], DataLoader[Any]]]] = []
+
+
+def register_loader_adapter(kind: type, to_loader: Callable[[Any], DataLoader[Any]]) -> None:
+    """Let the sizing functions measure loaders of ``kind`` (``minibatcher.torch`` registers
+    its DataLoader on import) through ``to_loader(dl)``: a core loader giving the same batches."""
+    _adapters.append((kind, to_loader))
+
 
 def check_loader(dl: Any, name: str = "dl") -> DataLoader[Any]:
-    """``dl`` itself, or a ConfigError: the sizing functions need a batching minibatcher loader."""
+    """``dl`` itself (or its core equivalent), or a ConfigError: the sizing functions need a
+    batching minibatcher loader."""
+    for kind, to_loader in _adapters:
+        if isinstance(dl, kind):
+            try:
+                dl = to_loader(dl)
+            except ValueError as e:
+                raise ConfigError(str(e).replace("dl ", f"{name} ", 1)) from None
+            break
     if not isinstance(dl, DataLoader):
-        raise ConfigError(f"{name} must be a minibatcher DataLoader, got {type(dl).__name__}")
+        raise ConfigError(
+            f"{name} must be a minibatcher.DataLoader or minibatcher.torch.DataLoader, got "
+            f"{type(dl).__module__}.{type(dl).__qualname__}"
+        )
     if dl.options.batch_sampler is not None or dl.options.batch_size is None:
         raise ConfigError(
             f"{name} must batch by batch_size to be rebuilt at other batch sizes; it has "

@@ -8,6 +8,7 @@ fast paths). Importing this package imports torch; nothing else in minibatcher d
 
 from __future__ import annotations
 
+from . import sizing as _sizing  # noqa: F401  (lets minibatcher.sizing measure these loaders)
 from .loader import DataLoader
 
 __all__ = ["DataLoader"]

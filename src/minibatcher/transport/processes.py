@@ -68,10 +68,11 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from ..errors import WorkerError
+from .array_pickle import ResultUnpickler
 from .executor import Result, Task, WorkerRuns
 from .remote_error import dead_worker_error, reraise, start_error
 from .reorder import Window
-from .shm import ResultUnpickler, Segment, SegmentPool
+from .shm import Segment, SegmentPool
 from .worker_loop import HEADER as _HEADER
 from .worker_loop import INIT_ERROR as _INIT_ERROR
 from .worker_loop import RETIRE, encode_tasks, worker_main
@@ -133,6 +134,15 @@ def warn_if_jax_forked() -> None:
         RuntimeWarning,
         stacklevel=4,
     )
+
+
+@contextlib.contextmanager
+def jax_fork_warnings_said() -> Iterator[None]:
+    """JAX's own fork warning silenced: it repeats, per worker and epoch, what was said once."""
+    with warnings.catch_warnings():
+        if "jax" in sys.modules:
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        yield
 
 
 class ProcessExecutor(WorkerRuns):
@@ -217,7 +227,8 @@ class ProcessExecutor(WorkerRuns):
                 daemon=True,
             )
             try:
-                proc.start()
+                with jax_fork_warnings_said():
+                    proc.start()
             except Exception as e:
                 for conn in (task_r, task_w, result_r, result_w):
                     conn.close()

@@ -27,8 +27,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .array_pickle import ResultPickler, ResultUnpickler, SlotWriter
 from .remote_error import capture, note_failure
-from .shm import ResultPickler, ResultUnpickler, SlotWriter, WorkerSegments
+from .shm import WorkerSegments
 from .worker_info import (
     WorkerInfo,
     get_worker_info,
