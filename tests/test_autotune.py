@@ -513,8 +513,9 @@ def test_a_short_epoch_of_slow_batches_still_tries_every_candidate() -> None:
 def test_a_candidate_is_left_untried_only_when_it_cannot_be_measured() -> None:
     tuner = Tuner(POOL, epoch_batches=7, persistent=False)
     tuner.record(Trial(Candidate(0), 2, 0.32, 0.2, 3, wall_s=0.52))
-    step = tuner.next_step()
-    assert step is not None and step.min_batches == 2 + autotune.decision.TRIAL_EXTRA_MIN
+    step = tuner.next_step()  # 4 batches left: 2 each is too few to measure two workers
+    assert step is not None
+    assert (step.candidate, step.min_batches) == (PROCS2, 2 + autotune.decision.TRIAL_EXTRA_MIN)
     tuner.record(trial(step.candidate, 0.08, batches=2))
     assert tuner.next_step() is None
-    assert "too few batches left" in str(tuner.choice())
+    assert "num_workers=2 (threads): not tried: too few batches left" in str(tuner.choice())
