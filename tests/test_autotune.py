@@ -492,3 +492,30 @@ def test_a_worker_crash_in_a_trial_raises_and_is_not_rerun_in_the_main_process(
     with pytest.raises(WorkerError) as raised:
         list(loader)
     assert raised.value.exitcode == 3
+
+
+def test_a_short_epoch_of_slow_batches_still_tries_every_candidate() -> None:
+    """W8 --quick: 13 batches of ~0.16 s inline. Each worker candidate takes its share of the
+    batches left (they are delivered, and the choice serves the later epochs) instead of being
+    left untried, which chose num_workers=0 at half the speed of the workers."""
+    tuner = Tuner(POOL, epoch_batches=13, persistent=False)
+    tuner.record(Trial(Candidate(0), 2, 0.32, 0.2, 3, wall_s=0.52))
+    shares = []
+    while (step := tuner.next_step()) is not None:
+        assert step.candidate != Candidate(0)
+        shares.append(step.min_batches)
+        tuner.record(trial(step.candidate, 0.08, batches=step.min_batches - 2))
+    assert shares == [4, 6]  # 10 batches left: 5 each, a multiple of the 2 workers; then 6
+    assert tuner.delivered == 13
+    assert tuner.choice().candidate in (THREADS2, PROCS2)
+
+
+def test_a_candidate_is_left_untried_only_when_it_cannot_be_measured() -> None:
+    tuner = Tuner(POOL, epoch_batches=7, persistent=False)
+    tuner.record(Trial(Candidate(0), 2, 0.32, 0.2, 3, wall_s=0.52))
+    step = tuner.next_step()  # 4 batches left: 2 each is too few to measure two workers
+    assert step is not None
+    assert (step.candidate, step.min_batches) == (PROCS2, 2 + autotune.decision.TRIAL_EXTRA_MIN)
+    tuner.record(trial(step.candidate, 0.08, batches=2))
+    assert tuner.next_step() is None
+    assert "num_workers=2 (threads): not tried: too few batches left" in str(tuner.choice())

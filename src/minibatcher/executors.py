@@ -21,7 +21,7 @@ from typing import Any
 from . import autotune
 from .options import LoaderOptions
 from .profile import Profiler
-from .transport import Executor, InlineExecutor, make_executor
+from .transport import Executor, InlineExecutor, ProcessExecutor, make_executor
 
 
 class EpochExecutors:
@@ -87,6 +87,8 @@ class EpochExecutors:
         executor = make_executor(work, opts, loader.seed)
         if opts.persistent_workers:
             self.persistent = executor
+        elif isinstance(executor, ProcessExecutor):
+            executor.retire = True  # one epoch: workers exit after their last task
         return executor
 
     def _warn_daemonic(self, opts: LoaderOptions) -> None:

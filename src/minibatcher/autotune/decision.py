@@ -21,7 +21,11 @@ INLINE_S = 0.05
 """... and for at least this long, up to :data:`INLINE_MAX_BATCHES`."""
 INLINE_MAX_BATCHES = 64
 TRIAL_EXTRA = 4
-"""A worker candidate is measured on at least ``num_workers`` + this many batches."""
+"""A worker candidate is measured on at least ``num_workers`` + this many batches, or on its
+share of the batches left when the epoch is short (fewer, down to ``num_workers`` +
+:data:`TRIAL_EXTRA_MIN`): the trial batches are delivered, and the choice also serves the later
+epochs, so a short epoch is no reason to leave a candidate untried."""
+TRIAL_EXTRA_MIN = 2
 TRIAL_MIN_S, TRIAL_MAX_S = 0.02, 2.0
 """Bounds of a worker candidate's time box."""
 ROUNDS = 3
@@ -247,8 +251,8 @@ class Tuner:
         for c in workers:
             if c in self.trials:
                 continue
-            least = c.num_workers + TRIAL_EXTRA
-            if self.epoch_batches is not None and self.delivered + 2 * least > self.epoch_batches:
+            least = self._trial_batches(c, [w for w in workers if w not in self.trials])
+            if least is None:
                 self.trials[c] = Trial(c, 0, 0.0, error="not tried: too few batches left")
                 continue
             guess = self.startup_guess(c)
@@ -260,6 +264,16 @@ class Tuner:
                 continue
             return Step(c, least, box, c.num_workers)
         return self._next_round(box)
+
+    def _trial_batches(self, c: Candidate, untried: list[Candidate]) -> int | None:
+        """The batches of ``c``'s first turn: ``num_workers`` + :data:`TRIAL_EXTRA`, or its
+        share of the batches left (a multiple of ``num_workers``); None if too few are left."""
+        least = c.num_workers + TRIAL_EXTRA
+        if self.epoch_batches is None:
+            return least
+        share = (self.epoch_batches - self.delivered) // max(1, len(untried))
+        least = min(least, share - share % max(1, c.num_workers))
+        return least if least >= c.num_workers + min(TRIAL_EXTRA, TRIAL_EXTRA_MIN) else None
 
     def spent_s(self) -> float:
         """What the turns so far cost: their seconds less what the best candidate measured

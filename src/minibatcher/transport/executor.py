@@ -65,15 +65,18 @@ class WorkerRuns:
     def _start(self, epoch: int) -> None:
         raise NotImplementedError
 
-    def _begin(self, tasks: Iterator[Task]) -> tuple[Iterator[Task], Task, int] | None:
-        """``(tasks, first task, run id)``, the workers started; None when there is no task."""
+    def _begin(
+        self, tasks: Iterator[Task], start: bool = True
+    ) -> tuple[Iterator[Task], Task, int] | None:
+        """``(tasks, first task, run id)``, the workers started (unless ``start`` is False: the
+        caller starts them); None when there is no task."""
         if self.closed:
             raise RuntimeError("this executor was closed; create a new loader iterator")
         tasks = iter(tasks)
         first = next(tasks, None)
         if first is None:
             return None
-        if not self._workers_started():
+        if start and not self._workers_started():
             self._start(first[0])
         self._run_id += 1
         return tasks, first, self._run_id

@@ -26,6 +26,10 @@ How every exit path ends (always: workers reaped, shared memory unlinked; see ``
   workers: ``DataLoader.close()``, ``with``, ``__del__``, or the atexit hook here). ``close``
   closes the task pipes; each worker's reader thread sees EOF and calls ``os._exit(0)`` at once,
   even mid-batch. Joins are bounded by :data:`WORKER_JOIN_TIMEOUT_S`, then SIGKILL.
+- Normal end of a single epoch's workers (not persistent, in order): once the tasks run out,
+  each worker is sent ``RETIRE`` and exits after its queued tasks, while the main process still
+  reads their last results; its sentinel is then no failure (a worker that dies before its
+  last result still shows as EOF on its result pipe), and ``close`` finds it gone.
 - A worker raises: it sends the exception (``remote_error.py``) and keeps serving; the main
   process re-raises it, same type, when that batch is due.
 - A worker dies (SIGKILL, segfault, ``os._exit``): its result pipe reaches EOF and its sentinel
@@ -71,7 +75,7 @@ from .reorder import Window
 from .shm import Segment, SegmentPool
 from .worker_loop import HEADER as _HEADER
 from .worker_loop import INIT_ERROR as _INIT_ERROR
-from .worker_loop import encode_tasks, worker_main
+from .worker_loop import RETIRE, encode_tasks, worker_main
 
 WORKER_JOIN_TIMEOUT_S = 5.0
 """How long ``close()`` waits for workers to exit before killing them."""
@@ -173,6 +177,10 @@ class ProcessExecutor(WorkerRuns):
         """Deal the task of batch ``seq`` to worker ``seq % num_workers``, one task per message
         (torch's dealing: which worker computes a batch, and so its global RNG's draws, is then
         fixed whatever the timing)."""
+        self.retire = False
+        """Set by the loader for a single epoch's workers (not persistent): once the tasks run
+        out, each worker is told to exit after its last one, so that the workers' exits overlap
+        the last batches instead of following them (in order only; NOTE [ Shutdown ])."""
         self.closed = False
         self._procs: list[Any] = []
         self._tasks: list[Connection] = []
@@ -181,6 +189,7 @@ class ProcessExecutor(WorkerRuns):
         self._run_id = 0
         self._pending: dict[tuple[int, int], Segment | None] = {}  # (run, message) -> slot
         self._chunk = 1  # tasks per message, adapted to the batches' cost (see _read)
+        self._retired: set[int] = set()  # workers told to exit after their last task
         self._polls: list[Any] = []  # per worker: poll over its result pipe and sentinel
         self._poll_all: Any = None
         self._fd_owner: dict[int, int] = {}
@@ -189,7 +198,8 @@ class ProcessExecutor(WorkerRuns):
         _live.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _start(self, epoch: int) -> None:
+    def _start(self, epoch: int, started: Callable[[int], object] | None = None) -> None:
+        """Start the workers; ``started(wid)`` right after each (to hand it its first task)."""
         ctx = multiprocessing.get_context(self.start_method)
         forked = self.start_method == "fork"
         payload: Any = (self.work, self.dataset, self.worker_init_fn)
@@ -231,6 +241,8 @@ class ProcessExecutor(WorkerRuns):
             self._procs.append(proc)
             self._tasks.append(task_w)
             self._results.append(result_r)
+            if started is not None:
+                started(wid)
         # Waiting for worker i watches its result pipe and *every* worker's sentinel, so a death
         # anywhere is reported at once, even while another worker is slow.
         self._poll_all = select.poll()
@@ -293,7 +305,8 @@ class ProcessExecutor(WorkerRuns):
     # -- the main loop -----------------------------------------------------------------------
     def run(self, tasks: Iterator[Task]) -> Iterator[Result]:
         """Yield ``(seq, batch)`` for every task, in order unless ``in_order=False``."""
-        begun = self._begin(tasks)
+        fresh = not self._workers_started()
+        begun = self._begin(tasks, start=False)
         if begun is None:
             return
         tasks, first, run = begun
@@ -306,6 +319,8 @@ class ProcessExecutor(WorkerRuns):
             chunk = head + list(itertools.islice(tasks, self._chunk - len(head)))
             head.clear()
             if not chunk:
+                if self.retire and self.in_order:
+                    self._retire()
                 return False
             mid = chunk[0][1]
             if self.round_robin:
@@ -317,6 +332,8 @@ class ProcessExecutor(WorkerRuns):
             return True
 
         more = True
+        if fresh:  # a worker starts on its first task while the next one is forked
+            self._start(first[0], None if self.round_robin else dispatch)
         while more and window.has_room():
             more = dispatch(min(range(self.num_workers), key=load.__getitem__))
         while len(window):
@@ -365,6 +382,31 @@ class ProcessExecutor(WorkerRuns):
     def _workers_started(self) -> bool:
         return bool(self._procs)
 
+    def _retire(self) -> None:
+        """Tell every started worker to exit once its queued tasks are done (idempotent)."""
+        for wid, conn in enumerate(self._tasks):
+            if wid not in self._retired:
+                self._retired.add(wid)
+                try:
+                    conn.send_bytes(RETIRE)
+                except OSError:
+                    self._raise_dead(wid)
+                except BaseException:  # interrupted mid-message: the pipe is unusable
+                    self.close()
+                    raise
+
+    def _retired_exit(self, fd: int) -> bool:
+        """Whether ``fd`` is the sentinel of a worker told to retire: its exit is no failure
+        (a failure before its last result shows as EOF on its result pipe). The sentinel stops
+        being watched, as it stays readable."""
+        wid = self._fd_owner[fd]
+        if wid not in self._retired or fd == self._result_fds[wid]:
+            return False
+        for poller in (*self._polls, self._poll_all):
+            with contextlib.suppress(KeyError):
+                poller.unregister(fd)
+        return True
+
     def _receive(self, wid: int, run: int, mid: int) -> list[Any]:
         """The results of message ``mid`` of ``run`` from worker ``wid`` (older runs' dropped)."""
         while True:
@@ -376,18 +418,20 @@ class ProcessExecutor(WorkerRuns):
     def _wait_for(self, wid: int) -> None:
         """Block until worker ``wid`` has sent something; raise if it died or timed out."""
         poller = self._polls[wid]
-        if poller.poll(0):
-            events = poller.poll(0)
-        else:
-            events = poller.poll(None if self.timeout is None else self.timeout * 1000)
+        timeout = None if self.timeout is None else self.timeout * 1000
+        while True:
+            events = poller.poll(timeout)  # one call: it returns at once when data is there
             if not events:
                 self._raise_timeout([wid])
-        if any(fd == self._result_fds[wid] for fd, _ in events):
-            return
-        for fd, _ in events:  # a sentinel: that worker exited (maybe after sending its last)
-            dead = self._fd_owner[fd]
-            if dead != wid or not self._results[wid].poll(0):
-                self._raise_dead(dead)
+            if any(fd == self._result_fds[wid] for fd, _ in events):
+                return
+            for fd, _ in events:  # a sentinel: that worker exited (maybe after sending its last)
+                if self._retired_exit(fd):
+                    continue
+                dead = self._fd_owner[fd]
+                if dead != wid or not self._results[wid].poll(0):
+                    self._raise_dead(dead)
+                return
 
     def _receive_any(self, run: int) -> tuple[int, int, list[Any]]:
         """The first message of this run from any worker: ``(worker, message id, entries)``."""

@@ -10,6 +10,7 @@ work per batch) then the pickled ``([(seq, ok, batch or RemoteError), ...], stag
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import gc
@@ -20,7 +21,6 @@ import queue
 import signal
 import struct
 import sys
-import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
@@ -42,6 +42,8 @@ HEADER = struct.Struct("<qqBqqd")  # run, message id, status, slot used, shm nee
 OK, INIT_ERROR = 0, 2
 INDEXED, GENERAL = b"I", b"G"
 """The first byte of a task message: tasks of an indexed source (int64 keys, no items), or any."""
+RETIRE = b"R"
+"""A message of this one byte: no task will follow; exit once the tasks before it are done."""
 
 
 def encode_tasks(run: int, slot_name: str | None, chunk: list[Any]) -> bytes | memoryview:
@@ -198,7 +200,9 @@ def worker_main(
         limit_torch_threads()  # unpickling may have imported torch
     work, dataset, init_fn = payload
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-    threading.Thread(target=_read_tasks, args=(task_r, inbox), daemon=True).start()
+    # Not threading.Thread(...).start(), which waits until the new thread has run: on a busy
+    # machine that wait delayed every worker's first task by a scheduling round.
+    _thread.start_new_thread(_read_tasks, (task_r, inbox))
 
     # An init function that seeds the worker itself (the torch facade's, which follows torch's
     # seeding: once per worker, never per epoch) says so; the global generators are then its.
@@ -224,8 +228,11 @@ def worker_main(
     blank = bytes(HEADER.size)
     seeded_run: int | None = None
     while True:
+        message = inbox.get()
+        if message == RETIRE:
+            os._exit(0)  # its results are all written: the main process reads them from the pipe
         try:
-            run, slot_name, tasks = decode_tasks(inbox.get())
+            run, slot_name, tasks = decode_tasks(message)
         except Exception as e:  # e.g. a stream item whose class the worker cannot import
             fail(e, ", while receiving a task")
         writer = SlotWriter(None if slot_name is None else segments.get(slot_name))
