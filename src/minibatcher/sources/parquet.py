@@ -38,7 +38,7 @@ import numpy as np
 
 from .._typing import Allocator, IndexArray
 from .base import IndexedSource
-from .row_groups import Columns, GroupCache, column_kind, convert
+from .row_groups import Columns, GroupCache, column_kind, convert, reader_slot
 
 
 class ParquetSource(IndexedSource):
@@ -71,6 +71,7 @@ class ParquetSource(IndexedSource):
         columns: Iterable[str] | None = None,
         cache_row_groups: int = 8,
         streaming: bool = False,
+        read_ahead: int = 1,
     ) -> None:
         super().__init__(data)
         if isinstance(cache_row_groups, bool) or not isinstance(cache_row_groups, int) or (
@@ -79,6 +80,9 @@ class ParquetSource(IndexedSource):
             raise ValueError(f"cache_row_groups must be a positive int, got {cache_row_groups!r}")
         if not isinstance(streaming, bool):
             raise ValueError(f"streaming must be a bool, got {streaming!r}")
+        if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 0:
+            raise ValueError(f"read_ahead must be a non-negative int, got {read_ahead!r}")
+        self.read_ahead = read_ahead
         self.cache_row_groups = cache_row_groups
         self.streaming = streaming
         self._handle, self._paths, self._filesystem = _files_of(data)
@@ -99,7 +103,7 @@ class ParquetSource(IndexedSource):
         self._kinds = {name: column_kind(schema.field(name).type, name, metas)
                        for name in self.columns}
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
-        self._cache = GroupCache(self._decode, cache_row_groups)
+        self._cache = GroupCache(self._decode, cache_row_groups, read_ahead)
         self._all_arrays = all(kind in ("array", "float") for kind in self._kinds.values())
         self._hot: tuple[int, int, int, bytes] = _NO_GROUP
 
@@ -113,24 +117,63 @@ class ParquetSource(IndexedSource):
     def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
         """The batch of rows ``indices``: consecutive rows of one row group are copied from a
         slice of it, other rows gathered, from the decoded groups they are in."""
+        if not len(indices):
+            return self._gather(indices, allocate)
+        first = indices.item(0)
+        hot = self._hot  # the last group read: (start, stop, group, its row numbers' bytes)
+        if hot[0] <= first < hot[1]:  # the common case: the first row in the same group
+            batch = self._fetch(indices, hot, allocate)
+            if self.read_ahead and indices.item(-1) >= hot[1]:  # ran into a later group
+                self._read_ahead(None, indices)
+            return batch
+        before, hot = hot, self._group_of(first)
+        self._hot = hot
+        batch = self._fetch(indices, hot, allocate)
+        if self.read_ahead:  # a new group: read the ones after it ahead?
+            self._read_ahead((before, hot), indices)
+        return batch
+
+    def _fetch(
+        self, indices: IndexArray, hot: tuple[int, int, int, bytes], allocate: Allocator | None
+    ) -> Any:
+        """The batch, given ``hot``, the group of its first row: often all its rows are there,
+        and often consecutive."""
+        first, n = indices.item(0), len(indices)
+        start, stop, group, rows = hot
+        lo, hi = first - start, first - start + n
+        if (
+            first + n <= stop
+            and indices.item(-1) == first + n - 1
+            and (n < 3 or _consecutive(indices, rows or self._numbers(hot), lo, hi))
+        ):  # consecutive: rows lo .. hi - 1 of the group
+            return self._slice_one(group, lo, hi, allocate)
+        local = indices - start
+        # one reduction checks both ends: a negative offset is huge as unsigned
+        if int(local.view(np.uint64).max()) < stop - start:
+            return self._gather_one(group, local, allocate)
+        return self._gather(indices, allocate)
+
+    def _read_ahead(
+        self, entered: tuple[tuple[int, int, int, bytes], tuple[int, int, int, bytes]] | None,
+        indices: IndexArray,
+    ) -> None:
+        """After a batch that reached a new group: if it reads in order (consecutive rows;
+        having ``entered`` a new group ``(before, now)``: from the group before it, from
+        where the one before ended, or from row 0), decode the ``read_ahead`` groups after its last row's group in
+        background threads: the next batches need them. Other reads (shuffles) guess nothing."""
+        first, last, n = indices.item(0), indices.item(-1), len(indices)
+        if last != first + n - 1:
+            return
+        if entered is not None:
+            before, now = entered
+            if not (now[2] == before[2] + 1 or first in (0, before[1])):
+                return
+        after = bisect.bisect_right(self._bounds, last)  # the group after the last row's
+        self._cache.read_ahead(list(range(after, min(after + self.read_ahead, len(self._groups)))))
+
+    def _gather(self, indices: IndexArray, allocate: Allocator | None) -> Any:
+        """Rows of any groups: each group's rows gathered from it into their places."""
         n = len(indices)
-        if n:  # the common cases: all rows in the first row's group, often consecutive
-            first = indices.item(0)
-            hot = self._hot  # the last group read: (start, stop, group, its row numbers' bytes)
-            if not hot[0] <= first < hot[1]:
-                hot = self._hot = self._group_of(first)
-            start, stop, group, rows = hot
-            lo, hi = first - start, first - start + n
-            if (
-                first + n <= stop
-                and indices.item(-1) == first + n - 1
-                and (n < 3 or _consecutive(indices, rows, lo, hi))
-            ):  # consecutive: rows lo .. hi - 1 of the group
-                return self._slice_one(group, lo, hi, allocate)
-            local = indices - start
-            # one reduction checks both ends: a negative offset is huge as unsigned
-            if int(local.view(np.uint64).max()) < stop - start:
-                return self._gather_one(group, local, allocate)
         groups = np.searchsorted(self._starts, indices, side="right") - 1
         out: dict[str, Any] = {}
         for name, kind in self._kinds.items():
@@ -153,12 +196,21 @@ class ParquetSource(IndexedSource):
         return out
 
     def _group_of(self, row: int) -> tuple[int, int, int, bytes]:
-        """``(start, stop, group, bytes of the int64 row numbers from start)`` of the group
-        holding ``row`` (see :func:`_consecutive`)."""
+        """``(start, stop, group, b"")`` of the group holding ``row``; the bytes of its row
+        numbers (see :func:`_consecutive`) are made by :meth:`_numbers` when first needed, so
+        shuffled reads that move between groups at every batch never pay for them."""
         group = bisect.bisect_right(self._bounds, row) - 1
-        start, stop = self._bounds[group], self._bounds[group + 1]
-        numbers = np.arange(start, min(stop, start + _ROWS_COMPARED), dtype=np.int64)
-        return start, stop, group, numbers.tobytes()
+        return self._bounds[group], self._bounds[group + 1], group, b""
+
+    def _numbers(self, hot: tuple[int, int, int, bytes]) -> bytes:
+        """The bytes of the int64 row numbers of group ``hot`` from its start, kept with it
+        (made once per group read in order; the tuple is replaced whole, so a thread reading
+        another group meanwhile never sees one group's numbers with another's bounds)."""
+        start, stop, group, _ = hot
+        numbers = np.arange(start, min(stop, start + _ROWS_COMPARED), dtype=np.int64).tobytes()
+        if self._hot is hot:
+            self._hot = (start, stop, group, numbers)
+        return numbers
 
     def _slice_one(
         self, group: int, lo: int, hi: int, allocate: Allocator | None
@@ -195,16 +247,18 @@ class ParquetSource(IndexedSource):
         return out
 
     def _decode(self, group: int) -> Columns:
-        """Row group ``group`` read and decoded into columns (NumPy arrays or lists). Arrow
-        decodes the columns in parallel on its own threads (``use_threads``: the GIL is free
-        meanwhile), which measured faster than a read-ahead thread of ours on two busy cores."""
+        """Row group ``group`` read and decoded into columns (NumPy arrays or lists). In the
+        reading thread, Arrow decodes the columns in parallel on its own threads (the GIL is
+        free meanwhile); in a read-ahead thread, which already runs beside the reading one,
+        in that thread alone (Arrow's threads cost ~20% more CPU for a row group)."""
         file_index, row_group = self._groups[group]
         reader = self._open(file_index)
+        threads = not isinstance(reader_slot(), tuple)
         if self._handle is not None:  # the user's one reader: shared, so reads take turns
             with _HANDLE_LOCK:
-                table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
+                table = reader.read_row_group(row_group, columns=self.columns, use_threads=threads)
         else:
-            table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
+            table = reader.read_row_group(row_group, columns=self.columns, use_threads=threads)
         return {name: convert(table.column(name), self._kinds[name]) for name in self.columns}
 
     def _open(self, file_index: int) -> Any:
@@ -212,7 +266,7 @@ class ParquetSource(IndexedSource):
         if self._handle is not None:
             return self._handle
         local = self._here()
-        key = (threading.get_ident(), file_index)  # a reader per thread: reads run in parallel
+        key = (reader_slot(), file_index)  # a reader per thread: reads run in parallel
         with local.lock:
             reader = local.readers.get(key)
             if reader is None:
@@ -279,7 +333,7 @@ class _Readers:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.readers: dict[tuple[int, int], Any] = {}
+        self.readers: dict[tuple[int | tuple[str, int], int], Any] = {}
 
 
 def _files_of(data: Any) -> tuple[Any, list[str], Any]:
