@@ -105,7 +105,7 @@ class ParquetSource(IndexedSource):
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
         self._cache = GroupCache(self._decode, cache_row_groups, read_ahead)
         self._all_arrays = all(kind in ("array", "float") for kind in self._kinds.values())
-        self._hot: tuple[int, int, int, bytes] = _NO_GROUP
+        self._hot: _Hot = _NO_GROUP
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -119,48 +119,54 @@ class ParquetSource(IndexedSource):
         slice of it, other rows gathered, from the decoded groups they are in."""
         if not len(indices):
             return self._gather(indices, allocate)
-        first = indices.item(0)
-        hot = self._hot  # the last group read: (start, stop, group, its row numbers' bytes)
-        if hot[0] <= first < hot[1]:  # the common case: the first row in the same group
-            batch = self._fetch(indices, hot, allocate)
-            if self.read_ahead and indices.item(-1) >= hot[1]:  # ran into a later group
-                self._read_ahead(None, indices)
-            return batch
-        before, hot = hot, self._group_of(first)
-        self._hot = hot
-        batch = self._fetch(indices, hot, allocate)
-        if self.read_ahead:  # a new group: read the ones after it ahead?
-            self._read_ahead((before, hot), indices)
-        return batch
+        hot = self._hot  # the group last read: (start, stop, group, row numbers, columns)
+        if hot[0] <= indices.item(0) < hot[1]:
+            return self._read(indices, hot, allocate)
+        return self._enter(indices, allocate)
 
-    def _fetch(
-        self, indices: IndexArray, hot: tuple[int, int, int, bytes], allocate: Allocator | None
-    ) -> Any:
-        """The batch, given ``hot``, the group of its first row: often all its rows are there,
-        and often consecutive."""
+    def _read(self, indices: IndexArray, hot: _Hot, allocate: Allocator | None) -> Any:
+        """The batch, ``hot`` being the group of its first row."""
         first, n = indices.item(0), len(indices)
-        start, stop, group, rows = hot
-        lo, hi = first - start, first - start + n
+        start, stop, group, rows, columns = hot
+        lo, hi, last = first - start, first - start + n, indices.item(-1)
         if (
             first + n <= stop
-            and indices.item(-1) == first + n - 1
+            and last == first + n - 1
             and (n < 3 or _consecutive(indices, rows or self._numbers(hot), lo, hi))
-        ):  # consecutive: rows lo .. hi - 1 of the group
-            return self._slice_one(group, lo, hi, allocate)
+        ):  # consecutive: rows lo .. hi - 1 of the group (reading in order: the common case)
+            if columns is None:
+                columns = self._columns(hot)
+            if allocate is None and self._all_arrays:  # copies: the batch is the user's
+                return {name: column[lo:hi].copy() for name, column in columns.items()}
+            return self._slice_one(columns, lo, hi, allocate)
         local = indices - start
         # one reduction checks both ends: a negative offset is huge as unsigned
         if int(local.view(np.uint64).max()) < stop - start:
             return self._gather_one(group, local, allocate)
-        return self._gather(indices, allocate)
+        batch = self._gather(indices, allocate)
+        if self.read_ahead and last >= stop:  # ran into a later group: read ahead?
+            self._read_ahead(None, indices)
+        return batch
+
+    def _enter(self, indices: IndexArray, allocate: Allocator | None) -> Any:
+        """:meth:`fetch_batch` of a batch whose first row is in another group than the last
+        batch's: that group becomes the one read; then perhaps the next are read ahead."""
+        before, hot = self._hot, self._group_of(indices.item(0))
+        self._hot = hot
+        batch = self._read(indices, hot, allocate)
+        if self.read_ahead:
+            self._read_ahead((before, hot), indices)
+        return batch
 
     def _read_ahead(
-        self, entered: tuple[tuple[int, int, int, bytes], tuple[int, int, int, bytes]] | None,
+        self, entered: tuple[_Hot, _Hot] | None,
         indices: IndexArray,
     ) -> None:
         """After a batch that reached a new group: if it reads in order (consecutive rows;
         having ``entered`` a new group ``(before, now)``: from the group before it, from
-        where the one before ended, or from row 0), decode the ``read_ahead`` groups after its last row's group in
-        background threads: the next batches need them. Other reads (shuffles) guess nothing."""
+        where the one before ended, or from row 0), decode the ``read_ahead`` groups after
+        its last row's group in background threads: the next batches need them. Other reads
+        (shuffles) guess nothing."""
         first, last, n = indices.item(0), indices.item(-1), len(indices)
         if last != first + n - 1:
             return
@@ -195,31 +201,38 @@ class ParquetSource(IndexedSource):
                         target[position] = column[row]
         return out
 
-    def _group_of(self, row: int) -> tuple[int, int, int, bytes]:
-        """``(start, stop, group, b"")`` of the group holding ``row``; the bytes of its row
-        numbers (see :func:`_consecutive`) are made by :meth:`_numbers` when first needed, so
-        shuffled reads that move between groups at every batch never pay for them."""
+    def _group_of(self, row: int) -> _Hot:
+        """The :data:`_Hot` tuple of the group holding ``row``, its row numbers' bytes (see
+        :func:`_consecutive`) and columns to be filled in by :meth:`_numbers` and
+        :meth:`_columns` when first needed, so shuffled reads that move between groups at
+        every batch never pay for them."""
         group = bisect.bisect_right(self._bounds, row) - 1
-        return self._bounds[group], self._bounds[group + 1], group, b""
+        return self._bounds[group], self._bounds[group + 1], group, b"", None
 
-    def _numbers(self, hot: tuple[int, int, int, bytes]) -> bytes:
+    def _numbers(self, hot: _Hot) -> bytes:
         """The bytes of the int64 row numbers of group ``hot`` from its start, kept with it
         (made once per group read in order; the tuple is replaced whole, so a thread reading
         another group meanwhile never sees one group's numbers with another's bounds)."""
-        start, stop, group, _ = hot
+        start, stop, group, _, columns = hot
         numbers = np.arange(start, min(stop, start + _ROWS_COMPARED), dtype=np.int64).tobytes()
         if self._hot is hot:
-            self._hot = (start, stop, group, numbers)
+            self._hot = (start, stop, group, numbers, columns)
         return numbers
 
-    def _slice_one(
-        self, group: int, lo: int, hi: int, allocate: Allocator | None
-    ) -> dict[str, Any]:
-        """Rows ``lo .. hi - 1`` of one group: copies of slices of its decoded columns (a
-        memcpy; copies, so that the batch is the user's and the cache serves later epochs)."""
+    def _columns(self, hot: _Hot) -> Columns:
+        """The decoded columns of group ``hot``, kept with it while it is the group read (so
+        that reading it in order costs no cache look-up per batch)."""
+        start, stop, group, numbers, _ = hot
         columns = self._cache.get(group)
-        if allocate is None and self._all_arrays:
-            return {name: column[lo:hi].copy() for name, column in columns.items()}
+        if self._hot is hot:
+            self._hot = (start, stop, group, numbers, columns)
+        return columns
+
+    def _slice_one(
+        self, columns: Columns, lo: int, hi: int, allocate: Allocator | None
+    ) -> dict[str, Any]:
+        """Rows ``lo .. hi - 1`` of one group's ``columns``: copies of slices (a memcpy;
+        copies, so that the batch is the user's and the cache serves later epochs)."""
         out: dict[str, Any] = {}
         for name, column in columns.items():
             if type(column) is list:
@@ -322,7 +335,11 @@ _OPEN_FILES = 16
 
 _HANDLE_LOCK = threading.Lock()
 
-_NO_GROUP = (0, 0, 0, b"")
+_Hot = tuple[int, int, int, bytes, "Columns | None"]
+"""The group being read: ``(first row, stop row, group, bytes of its row numbers or b"",
+decoded columns or None)``, kept per source (see :meth:`ParquetSource.fetch_batch`)."""
+
+_NO_GROUP: _Hot = (0, 0, 0, b"", None)
 _ROWS_COMPARED = 1 << 17
 """Row numbers of the group being read kept as bytes per process (1 MiB), for _consecutive."""
 
