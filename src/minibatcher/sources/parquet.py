@@ -11,7 +11,12 @@ row group; each needed row group is read and decoded whole (the unit Parquet com
 a small least-recently-used cache of ``cache_row_groups`` decoded groups per process
 (``row_groups.py``), and the rows copied from it: consecutive rows of one group (reading in
 order) as one slice per column, others gathered. Memory is bounded by that cache, whatever the
-file's size.
+file's size (plus the group being read, and ``read_ahead`` groups being decoded).
+
+Reading in order, a batch that reaches a new group starts decoding the ``read_ahead`` groups
+after it in background threads (``GroupCache.read_ahead``: one thread per decode, ending with
+it), while this group's batches are served: Arrow decodes without the GIL, so decoding overlaps
+serving even with ``num_workers=0``. Shuffled reads (non-consecutive rows) guess nothing.
 
 Workers open the files themselves: a pickled source carries paths (and the pyarrow filesystem),
 never open readers. A ``ParquetFile`` object has no path, so its reader is shared by threads and
@@ -49,6 +54,8 @@ class ParquetSource(IndexedSource):
             a path or a list of paths.
         columns: the columns to read (default: all of the first file's).
         cache_row_groups: decoded row groups kept per process (the memory bound).
+        read_ahead: row groups decoded ahead, in background threads, when reading in order
+            (0: none; at most ``cache_row_groups``).
         streaming: read the rows as a stream of row groups: with the loader's
             ``shuffle=True``, each epoch puts the row groups in a random order and shuffles
             the rows within blocks of ``shuffle_buffer`` positions

@@ -9,7 +9,12 @@ Decoding a row group is the costly part of reading Parquet (decompressing and de
 costs more CPU than serving all of its rows from memory), so each is decoded once and its rows
 served from here, copied into each batch. The cache therefore also serves later epochs: data
 whose decoded row groups fit in ``size`` is decoded once, in the first epoch. Memory: ``size``
-decoded groups per process.
+decoded groups per process, plus ``ahead`` being decoded by read-ahead threads.
+
+Read-ahead threads: :meth:`GroupCache.read_ahead` starts one thread per group to decode (at most
+``ahead`` at once); it puts the group in the cache and ends, so no thread outlives one decode
+and nothing needs closing. Before a fork, the running ones are joined (``os.register_at_fork``):
+no child is made while one holds Arrow's or the allocator's locks.
 """
 
 from __future__ import annotations

@@ -129,7 +129,8 @@ def test_pil_items_crop_to_exactly_the_array_recipe_whatever_the_workers(tmp_pat
             got = list(dl)
         assert len(got) == len(expected)
         for (a, la), (b, lb) in zip(got, expected, strict=True):
-            assert (a == b).all() and (la == lb).all(), config
+            assert (a == b).all(), config
+            assert (la == lb).all(), config
     check_exact_resume(pil, transform=random_resized_crop_pil, **kwargs)
 
 

@@ -285,4 +285,5 @@ def test_a_failed_read_ahead_is_decoded_again_and_raises_in_the_reader(files: li
         epoch(source, batch_size=7)
     names = [name for g, name in decoded if g == 2]  # ahead, failed; again, in the reader
     assert names[0] == "minibatcher-read-ahead", decoded
-    assert len(names) >= 2 and "minibatcher-read-ahead" not in names[1:], decoded
+    assert len(names) >= 2, decoded
+    assert "minibatcher-read-ahead" not in names[1:], decoded
