@@ -4,8 +4,9 @@ Wpq: 2M rows x 4 numeric columns in row groups of 64k rows, bs 256, read in orde
 ``DataLoader(ParquetFile)`` (at ``num_workers=0``: the next row group is decoded by a read-ahead
 thread while batches are served from the current one) against the same rows as an in-memory
 Arrow table; "all row groups cached": a cache that holds every decoded group (later epochs
-decode nothing). Wpqs: the same shuffled (on disk: ``ShardShuffleSampler``, a buffer of one row
-group; in memory: a uniform shuffle).
+decode nothing); "no read-ahead", "2 threads", "2 processes": the same file read otherwise.
+Wpqs: the same shuffled (on disk: ``ShardShuffleSampler``, a buffer of one row group; in memory:
+a uniform shuffle).
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ def pq_path(config: Config) -> str:
     return path
 
 
-def _pq(kind: str, shuffle: bool) -> Callable[[Config], float]:
+def _pq(kind: str, shuffle: bool, **options: Any) -> Callable[[Config], float]:
+    """``kind``: "memory" (the table read whole first), "file" (``DataLoader(ParquetFile)``),
+    "no read-ahead" (``ParquetSource(path, read_ahead=0)``) or "cached"; ``options``: more
+    DataLoader arguments (workers)."""
+
     def run(config: Config) -> float:
         import pyarrow.parquet as pq
 
@@ -57,13 +62,15 @@ def _pq(kind: str, shuffle: bool) -> Callable[[Config], float]:
         from minibatcher.sources import ParquetSource
 
         path = pq_path(config)
-        kwargs: dict[str, Any] = {"batch_size": PQ_BATCH, "seed": SEED}
+        kwargs: dict[str, Any] = {"batch_size": PQ_BATCH, "seed": SEED, **options}
         if kind == "memory":
             data: Any = pq.read_table(path)
             kwargs["shuffle"] = shuffle
         elif kind == "cached":  # every decoded row group kept: later epochs decode nothing
             groups = config.size(PQ_FULL, PQ_QUICK) // PQ_GROUP + 1
             data = ParquetSource(path, cache_row_groups=groups)
+        elif kind == "no read-ahead":
+            data = ParquetSource(path, read_ahead=0)
         else:
             data = pq.ParquetFile(path)
             if shuffle:  # random rows, read a row group at a time
@@ -84,11 +91,21 @@ WORKLOADS: tuple[Workload, ...] = (
             Cell(competitor="in-memory Arrow table", run=_pq("memory", False),
                  requires=("pyarrow",)),
             Cell(competitor="minibatcher", run=_pq("file", False), requires=("pyarrow",)),
+            Cell(competitor="minibatcher, no read-ahead", run=_pq("no read-ahead", False),
+                 requires=("pyarrow",)),
+            Cell(competitor="minibatcher, 2 threads",
+                 run=_pq("file", False, num_workers=2, worker_type="thread"),
+                 requires=("pyarrow",)),
+            Cell(competitor="minibatcher, 2 processes", run=_pq("file", False, num_workers=2),
+                 requires=("pyarrow",)),
             Cell(competitor="minibatcher, all row groups cached", run=_pq("cached", False),
                  requires=("pyarrow",)),
         ),
         targets=(
             Target(numerator="minibatcher", denominator="in-memory Arrow table", at_least=0.8),
+            Target(numerator="minibatcher, no read-ahead", denominator="in-memory Arrow table"),
+            Target(numerator="minibatcher, 2 threads", denominator="in-memory Arrow table"),
+            Target(numerator="minibatcher, 2 processes", denominator="in-memory Arrow table"),
             Target(numerator="minibatcher, all row groups cached",
                    denominator="in-memory Arrow table"),
         ),
