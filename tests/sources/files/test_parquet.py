@@ -275,6 +275,13 @@ def test_read_ahead_leaves_no_thread_after_a_break_and_resumes_exactly(files: li
             rest = [i for b in dl for i in ids(b)]
         assert rest == list(range(7 * stop, ROWS))
     check_exact_resume(ParquetSource(files[0], read_ahead=1), batch_size=3)
+    # forked workers while this process reads ahead (a fork waits for the decode): same rows
+    with DataLoader(source, batch_size=7) as dl:
+        it = iter(dl)
+        next(it)
+        forked = epoch(source, batch_size=7, num_workers=2, mp_context="fork")
+        assert [i for b in forked for i in ids(b)] == list(range(ROWS))
+        del it
     # (the leak check of this folder's conftest then sees every read-ahead thread ended)
 
 
