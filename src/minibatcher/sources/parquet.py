@@ -165,10 +165,7 @@ class ParquetSource(IndexedSource):
             self._read_ahead((before, hot), indices)
         return batch
 
-    def _read_ahead(
-        self, entered: tuple[_Hot, _Hot] | None,
-        indices: IndexArray,
-    ) -> None:
+    def _read_ahead(self, entered: tuple[_Hot, _Hot] | None, indices: IndexArray) -> None:
         """After a batch that reached a new group: if it reads in order (consecutive rows;
         having ``entered`` a new group ``(before, now)``: from the group before it, from
         where the one before ended, or from row 0), decode the ``read_ahead`` groups after

@@ -80,7 +80,8 @@ def _finish_read_ahead() -> None:
     with _running_lock:
         threads = list(_running)
     for thread in threads:
-        thread.join()
+        with contextlib.suppress(RuntimeError):  # one not started yet has nothing running
+            thread.join()
 
 
 if hasattr(os, "register_at_fork"):
@@ -162,7 +163,7 @@ class GroupCache:
                 pending = local.ahead[group] = _Ahead(free[0])
             thread = threading.Thread(
                 target=self._decode_ahead, args=(local, group, pending),
-                name=_READ_AHEAD_THREAD, daemon=True,
+                name=_READ_AHEAD_THREAD,  # not a daemon: an exit waits for its one decode
             )
             with _running_lock:
                 _running.add(thread)
