@@ -34,7 +34,6 @@ groups decodes each group once per epoch.
 from __future__ import annotations
 
 import bisect
-import os
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -43,6 +42,7 @@ import numpy as np
 
 from .._typing import Allocator, IndexArray
 from .base import IndexedSource
+from .parquet_files import Readers, files_of
 from .row_groups import Columns, GroupCache, column_kind, convert, reader_slot
 
 
@@ -92,8 +92,8 @@ class ParquetSource(IndexedSource):
         self.read_ahead = read_ahead
         self.cache_row_groups = cache_row_groups
         self.streaming = streaming
-        self._handle, self._paths, self._filesystem = _files_of(data)
-        self._readers = _Readers()
+        self._handle, self._paths, self._filesystem = files_of(data)
+        self._readers = Readers()
         metas = [self._open(i).metadata for i in range(len(self._paths))]
         schema = self._open(0).schema_arrow
         self.columns = list(schema.names) if columns is None else list(columns)
@@ -282,32 +282,7 @@ class ParquetSource(IndexedSource):
         """This process's reader of file ``file_index`` (opened on first use)."""
         if self._handle is not None:
             return self._handle
-        local = self._here()
-        key = (reader_slot(), file_index)  # a reader per thread: reads run in parallel
-        with local.lock:
-            reader = local.readers.get(key)
-            if reader is None:
-                import pyarrow.parquet as pq
-
-                path = self._paths[file_index]
-                if self._filesystem is not None and not _is_local(self._filesystem):
-                    source = self._filesystem.open_input_file(path)
-                    reader = pq.ParquetFile(source)
-                else:  # a local path: mapped, so the page cache is read without a copy
-                    reader = pq.ParquetFile(path, memory_map=True)
-                local.readers[key] = reader
-                own = [k for k in local.readers if k[0] == key[0]]  # never another thread's
-                while len(own) > _OPEN_FILES:
-                    local.readers.pop(own.pop(0)).close()
-        return reader
-
-    def _here(self) -> _Readers:
-        """This process's readers (a forked worker opens its own files: a reader's state and a
-        lock held at fork time must not be shared)."""
-        local = self._readers
-        if local.pid != os.getpid():
-            local = self._readers = _Readers()
-        return local
+        return self._readers.here().open(self._paths, self._filesystem, file_index)
 
     def __getstate__(self) -> dict[str, Any]:
         if self._handle is not None:
@@ -323,7 +298,7 @@ class ParquetSource(IndexedSource):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._readers = _Readers()
+        self._readers = Readers()
         self._cache.decode = self._decode  # the unpickled cache's bound method is this copy's
 
     def __repr__(self) -> str:
@@ -334,9 +309,6 @@ class ParquetSource(IndexedSource):
         )
 
 
-_OPEN_FILES = 16
-"""Parquet readers kept open per process (a dataset of many files does not exhaust fds)."""
-
 _HANDLE_LOCK = threading.Lock()
 
 _Hot = tuple[int, int, int, bytes, "Columns | None"]
@@ -346,43 +318,6 @@ decoded columns or None)``, kept per source (see :meth:`ParquetSource.fetch_batc
 _NO_GROUP: _Hot = (0, 0, 0, b"", None)
 _ROWS_COMPARED = 1 << 17
 """Row numbers of the group being read kept as bytes per process (1 MiB), for _consecutive."""
-
-
-class _Readers:
-    """One process's open readers (a forked child opens its own)."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.lock = threading.Lock()
-        self.readers: dict[tuple[int | tuple[str, int], int], Any] = {}
-
-
-def _files_of(data: Any) -> tuple[Any, list[str], Any]:
-    """``(ParquetFile or None, paths, filesystem or None)`` for the accepted kinds of data."""
-    if isinstance(data, (str, os.PathLike)):
-        return None, [os.fspath(data)], None
-    if isinstance(data, (list, tuple)) and data and all(
-        isinstance(p, (str, os.PathLike)) for p in data
-    ):
-        return None, [os.fspath(p) for p in data], None
-    kind = type(data).__name__
-    if kind == "ParquetFile":
-        return data, [""], None
-    if hasattr(data, "files") and hasattr(data, "filesystem"):  # pyarrow.dataset.FileSystemDataset
-        fmt = type(getattr(data, "format", None)).__name__
-        if fmt != "ParquetFileFormat":
-            raise TypeError(f"data is a pyarrow dataset of {fmt} files: only Parquet is indexed")
-        if not data.files:
-            raise ValueError("data is a pyarrow dataset with no files")
-        return None, list(data.files), data.filesystem
-    raise TypeError(
-        "data must be a pyarrow ParquetFile, a pyarrow.dataset dataset of Parquet files, or "
-        f"Parquet paths; got {kind}"
-    )
-
-
-def _is_local(filesystem: Any) -> bool:
-    return type(filesystem).__name__ == "LocalFileSystem"
 
 
 def _consecutive(indices: IndexArray, numbers: bytes, lo: int, hi: int) -> bool:
