@@ -93,7 +93,8 @@ def random_resized_crop_array(item: Any, rng: np.random.Generator) -> Any:
 
 
 class W8Dataset:
-    """torch's side (and the limit's loop): the same item function, file to CHW array."""
+    """torch's side (and the limit's loop): the same item function, file to CHW array, as
+    cheap as ours (torchvision's ``pil_loader`` would also copy the RGB image in ``convert``)."""
 
     def __init__(self, root: str) -> None:
         from minibatcher.sources import ImageFolder
@@ -109,8 +110,9 @@ class W8Dataset:
 
         from minibatcher.transforms import item_rng
 
-        with Image.open(self.files[i]) as raw:
-            image = raw.convert("RGB")
+        with Image.open(self.files[i]) as raw:  # (no convert() of an RGB JPEG: a copy)
+            image = raw if raw.mode == "RGB" else raw.convert("RGB")
+            image.load()
         box = crop_box(image.width, image.height, item_rng(SEED, 0, i))
         crop = image.resize((W8_CROP, W8_CROP), Image.Resampling.BILINEAR, box=box)
         return np.asarray(crop).transpose(2, 0, 1), self.targets[i]
