@@ -44,8 +44,8 @@ class ImageFolder(IndexedSource):
             decoded ``PIL.Image.Image`` (already read, its file closed), for a per-item
             transform that works on PIL images and returns arrays (PIL images do not collate).
             An array costs a copy of the image, and a PIL transform another to make an image
-            of it again: for random-resized-crop at 224 of 500x375 JPEGs, ~0.3-0.5 ms of
-            3-4 ms per item.
+            of it again: for random-resized-crop at 224 of 500x375 JPEGs, 15-20% of the
+            item's CPU (0.5-1 ms of 3-5 ms; ``benchmarks/w8_items.py``).
 
     Attributes:
         classes: the class names, sorted; ``label`` indexes this list.
