@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -193,6 +195,10 @@ def targets_table(
 
 
 # -- helpers the workload modules share ----------------------------------------------------------
+BENCH_DATA = os.path.join(tempfile.gettempdir(), "minibatcher-bench")
+"""Where workloads write the data they make (files kept between cells and runs)."""
+
+
 def torch_loader(data: Any, **kwargs: Any) -> Any:
     """``torch.utils.data.DataLoader(data, **kwargs)`` (typed loosely: torch wants a Dataset)."""
     import torch.utils.data as tud

@@ -11,7 +11,12 @@ row group; each needed row group is read and decoded whole (the unit Parquet com
 a small least-recently-used cache of ``cache_row_groups`` decoded groups per process
 (``row_groups.py``), and the rows copied from it: consecutive rows of one group (reading in
 order) as one slice per column, others gathered. Memory is bounded by that cache, whatever the
-file's size.
+file's size (plus the group being read, and ``read_ahead`` groups being decoded).
+
+Reading in order, a batch that reaches a new group starts decoding the ``read_ahead`` groups
+after it in background threads (``GroupCache.read_ahead``: one thread per decode, ending with
+it), while this group's batches are served: Arrow decodes without the GIL, so decoding overlaps
+serving even with ``num_workers=0``. Shuffled reads (non-consecutive rows) guess nothing.
 
 Workers open the files themselves: a pickled source carries paths (and the pyarrow filesystem),
 never open readers. A ``ParquetFile`` object has no path, so its reader is shared by threads and
@@ -29,7 +34,6 @@ groups decodes each group once per epoch.
 from __future__ import annotations
 
 import bisect
-import os
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -38,7 +42,8 @@ import numpy as np
 
 from .._typing import Allocator, IndexArray
 from .base import IndexedSource
-from .row_groups import Columns, GroupCache, column_kind, convert
+from .parquet_files import Readers, files_of
+from .row_groups import Columns, GroupCache, column_kind, convert, reader_slot
 
 
 class ParquetSource(IndexedSource):
@@ -49,6 +54,8 @@ class ParquetSource(IndexedSource):
             a path or a list of paths.
         columns: the columns to read (default: all of the first file's).
         cache_row_groups: decoded row groups kept per process (the memory bound).
+        read_ahead: row groups decoded ahead, in background threads, when reading in order
+            (0: none; at most ``cache_row_groups``).
         streaming: read the rows as a stream of row groups: with the loader's
             ``shuffle=True``, each epoch puts the row groups in a random order and shuffles
             the rows within blocks of ``shuffle_buffer`` positions
@@ -71,6 +78,7 @@ class ParquetSource(IndexedSource):
         columns: Iterable[str] | None = None,
         cache_row_groups: int = 8,
         streaming: bool = False,
+        read_ahead: int = 1,
     ) -> None:
         super().__init__(data)
         if isinstance(cache_row_groups, bool) or not isinstance(cache_row_groups, int) or (
@@ -79,10 +87,13 @@ class ParquetSource(IndexedSource):
             raise ValueError(f"cache_row_groups must be a positive int, got {cache_row_groups!r}")
         if not isinstance(streaming, bool):
             raise ValueError(f"streaming must be a bool, got {streaming!r}")
+        if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 0:
+            raise ValueError(f"read_ahead must be a non-negative int, got {read_ahead!r}")
+        self.read_ahead = read_ahead
         self.cache_row_groups = cache_row_groups
         self.streaming = streaming
-        self._handle, self._paths, self._filesystem = _files_of(data)
-        self._readers = _Readers()
+        self._handle, self._paths, self._filesystem = files_of(data)
+        self._readers = Readers()
         metas = [self._open(i).metadata for i in range(len(self._paths))]
         schema = self._open(0).schema_arrow
         self.columns = list(schema.names) if columns is None else list(columns)
@@ -99,9 +110,9 @@ class ParquetSource(IndexedSource):
         self._kinds = {name: column_kind(schema.field(name).type, name, metas)
                        for name in self.columns}
         self.batched = not any(kind == "nested" for kind in self._kinds.values())
-        self._cache = GroupCache(self._decode, cache_row_groups)
+        self._cache = GroupCache(self._decode, cache_row_groups, read_ahead)
         self._all_arrays = all(kind in ("array", "float") for kind in self._kinds.values())
-        self._hot: tuple[int, int, int, bytes] = _NO_GROUP
+        self._hot: _Hot = _NO_GROUP
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -113,24 +124,66 @@ class ParquetSource(IndexedSource):
     def fetch_batch(self, indices: IndexArray, allocate: Allocator | None = None) -> Any:
         """The batch of rows ``indices``: consecutive rows of one row group are copied from a
         slice of it, other rows gathered, from the decoded groups they are in."""
+        if not len(indices):
+            return self._gather(indices, allocate)
+        hot = self._hot  # the group last read: (start, stop, group, row numbers, columns)
+        if hot[0] <= indices.item(0) < hot[1]:
+            return self._read(indices, hot, allocate)
+        return self._enter(indices, allocate)
+
+    def _read(self, indices: IndexArray, hot: _Hot, allocate: Allocator | None) -> Any:
+        """The batch, ``hot`` being the group of its first row."""
+        first, n = indices.item(0), len(indices)
+        start, stop, group, rows, columns = hot
+        lo, hi, last = first - start, first - start + n, indices.item(-1)
+        if (
+            first + n <= stop
+            and last == first + n - 1
+            and (n < 3 or _consecutive(indices, rows or self._numbers(hot), lo, hi))
+        ):  # consecutive: rows lo .. hi - 1 of the group (reading in order: the common case)
+            if columns is None:
+                columns = self._columns(hot)
+            if allocate is None and self._all_arrays:  # copies: the batch is the user's
+                return {name: column[lo:hi].copy() for name, column in columns.items()}
+            return self._slice_one(columns, lo, hi, allocate)
+        local = indices - start
+        # one reduction checks both ends: a negative offset is huge as unsigned
+        if int(local.view(np.uint64).max()) < stop - start:
+            return self._gather_one(group, local, allocate)
+        batch = self._gather(indices, allocate)
+        if self.read_ahead and last >= stop:  # ran into a later group: read ahead?
+            self._read_ahead(None, indices)
+        return batch
+
+    def _enter(self, indices: IndexArray, allocate: Allocator | None) -> Any:
+        """:meth:`fetch_batch` of a batch whose first row is in another group than the last
+        batch's: that group becomes the one read; then perhaps the next are read ahead."""
+        before, hot = self._hot, self._group_of(indices.item(0))
+        self._hot = hot
+        batch = self._read(indices, hot, allocate)
+        if self.read_ahead:
+            self._read_ahead((before, hot), indices)
+        return batch
+
+    def _read_ahead(self, entered: tuple[_Hot, _Hot] | None, indices: IndexArray) -> None:
+        """After a batch that reached a new group: if it reads in order (consecutive rows;
+        having ``entered`` a new group ``(before, now)``: from the group before it, from
+        where the one before ended, or from row 0), decode the ``read_ahead`` groups after
+        its last row's group in background threads: the next batches need them. Other reads
+        (shuffles) guess nothing."""
+        first, last, n = indices.item(0), indices.item(-1), len(indices)
+        if last != first + n - 1:
+            return
+        if entered is not None:
+            before, now = entered
+            if not (now[2] == before[2] + 1 or first in (0, before[1])):
+                return
+        after = bisect.bisect_right(self._bounds, last)  # the group after the last row's
+        self._cache.read_ahead(list(range(after, min(after + self.read_ahead, len(self._groups)))))
+
+    def _gather(self, indices: IndexArray, allocate: Allocator | None) -> Any:
+        """Rows of any groups: each group's rows gathered from it into their places."""
         n = len(indices)
-        if n:  # the common cases: all rows in the first row's group, often consecutive
-            first = indices.item(0)
-            hot = self._hot  # the last group read: (start, stop, group, its row numbers' bytes)
-            if not hot[0] <= first < hot[1]:
-                hot = self._hot = self._group_of(first)
-            start, stop, group, rows = hot
-            lo, hi = first - start, first - start + n
-            if (
-                first + n <= stop
-                and indices.item(-1) == first + n - 1
-                and (n < 3 or _consecutive(indices, rows, lo, hi))
-            ):  # consecutive: rows lo .. hi - 1 of the group
-                return self._slice_one(group, lo, hi, allocate)
-            local = indices - start
-            # one reduction checks both ends: a negative offset is huge as unsigned
-            if int(local.view(np.uint64).max()) < stop - start:
-                return self._gather_one(group, local, allocate)
         groups = np.searchsorted(self._starts, indices, side="right") - 1
         out: dict[str, Any] = {}
         for name, kind in self._kinds.items():
@@ -152,22 +205,38 @@ class ParquetSource(IndexedSource):
                         target[position] = column[row]
         return out
 
-    def _group_of(self, row: int) -> tuple[int, int, int, bytes]:
-        """``(start, stop, group, bytes of the int64 row numbers from start)`` of the group
-        holding ``row`` (see :func:`_consecutive`)."""
+    def _group_of(self, row: int) -> _Hot:
+        """The :data:`_Hot` tuple of the group holding ``row``, its row numbers' bytes (see
+        :func:`_consecutive`) and columns to be filled in by :meth:`_numbers` and
+        :meth:`_columns` when first needed, so shuffled reads that move between groups at
+        every batch never pay for them."""
         group = bisect.bisect_right(self._bounds, row) - 1
-        start, stop = self._bounds[group], self._bounds[group + 1]
-        numbers = np.arange(start, min(stop, start + _ROWS_COMPARED), dtype=np.int64)
-        return start, stop, group, numbers.tobytes()
+        return self._bounds[group], self._bounds[group + 1], group, b"", None
+
+    def _numbers(self, hot: _Hot) -> bytes:
+        """The bytes of the int64 row numbers of group ``hot`` from its start, kept with it
+        (made once per group read in order; the tuple is replaced whole, so a thread reading
+        another group meanwhile never sees one group's numbers with another's bounds)."""
+        start, stop, group, _, columns = hot
+        numbers = np.arange(start, min(stop, start + _ROWS_COMPARED), dtype=np.int64).tobytes()
+        if self._hot is hot:
+            self._hot = (start, stop, group, numbers, columns)
+        return numbers
+
+    def _columns(self, hot: _Hot) -> Columns:
+        """The decoded columns of group ``hot``, kept with it while it is the group read (so
+        that reading it in order costs no cache look-up per batch)."""
+        start, stop, group, numbers, _ = hot
+        columns = self._cache.get(group)
+        if self._hot is hot:
+            self._hot = (start, stop, group, numbers, columns)
+        return columns
 
     def _slice_one(
-        self, group: int, lo: int, hi: int, allocate: Allocator | None
+        self, columns: Columns, lo: int, hi: int, allocate: Allocator | None
     ) -> dict[str, Any]:
-        """Rows ``lo .. hi - 1`` of one group: copies of slices of its decoded columns (a
-        memcpy; copies, so that the batch is the user's and the cache serves later epochs)."""
-        columns = self._cache.get(group)
-        if allocate is None and self._all_arrays:
-            return {name: column[lo:hi].copy() for name, column in columns.items()}
+        """Rows ``lo .. hi - 1`` of one group's ``columns``: copies of slices (a memcpy;
+        copies, so that the batch is the user's and the cache serves later epochs)."""
         out: dict[str, Any] = {}
         for name, column in columns.items():
             if type(column) is list:
@@ -195,48 +264,25 @@ class ParquetSource(IndexedSource):
         return out
 
     def _decode(self, group: int) -> Columns:
-        """Row group ``group`` read and decoded into columns (NumPy arrays or lists). Arrow
-        decodes the columns in parallel on its own threads (``use_threads``: the GIL is free
-        meanwhile), which measured faster than a read-ahead thread of ours on two busy cores."""
+        """Row group ``group`` read and decoded into columns (NumPy arrays or lists). In the
+        reading thread, Arrow decodes the columns in parallel on its own threads (the GIL is
+        free meanwhile); in a read-ahead thread, which already runs beside the reading one,
+        in that thread alone (Arrow's threads cost ~20% more CPU for a row group)."""
         file_index, row_group = self._groups[group]
         reader = self._open(file_index)
+        threads = not isinstance(reader_slot(), tuple)
         if self._handle is not None:  # the user's one reader: shared, so reads take turns
             with _HANDLE_LOCK:
-                table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
+                table = reader.read_row_group(row_group, columns=self.columns, use_threads=threads)
         else:
-            table = reader.read_row_group(row_group, columns=self.columns, use_threads=True)
+            table = reader.read_row_group(row_group, columns=self.columns, use_threads=threads)
         return {name: convert(table.column(name), self._kinds[name]) for name in self.columns}
 
     def _open(self, file_index: int) -> Any:
         """This process's reader of file ``file_index`` (opened on first use)."""
         if self._handle is not None:
             return self._handle
-        local = self._here()
-        key = (threading.get_ident(), file_index)  # a reader per thread: reads run in parallel
-        with local.lock:
-            reader = local.readers.get(key)
-            if reader is None:
-                import pyarrow.parquet as pq
-
-                path = self._paths[file_index]
-                if self._filesystem is not None and not _is_local(self._filesystem):
-                    source = self._filesystem.open_input_file(path)
-                    reader = pq.ParquetFile(source)
-                else:  # a local path: mapped, so the page cache is read without a copy
-                    reader = pq.ParquetFile(path, memory_map=True)
-                local.readers[key] = reader
-                own = [k for k in local.readers if k[0] == key[0]]  # never another thread's
-                while len(own) > _OPEN_FILES:
-                    local.readers.pop(own.pop(0)).close()
-        return reader
-
-    def _here(self) -> _Readers:
-        """This process's readers (a forked worker opens its own files: a reader's state and a
-        lock held at fork time must not be shared)."""
-        local = self._readers
-        if local.pid != os.getpid():
-            local = self._readers = _Readers()
-        return local
+        return self._readers.here().open(self._paths, self._filesystem, file_index)
 
     def __getstate__(self) -> dict[str, Any]:
         if self._handle is not None:
@@ -252,7 +298,7 @@ class ParquetSource(IndexedSource):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._readers = _Readers()
+        self._readers = Readers()
         self._cache.decode = self._decode  # the unpickled cache's bound method is this copy's
 
     def __repr__(self) -> str:
@@ -263,51 +309,15 @@ class ParquetSource(IndexedSource):
         )
 
 
-_OPEN_FILES = 16
-"""Parquet readers kept open per process (a dataset of many files does not exhaust fds)."""
-
 _HANDLE_LOCK = threading.Lock()
 
-_NO_GROUP = (0, 0, 0, b"")
+_Hot = tuple[int, int, int, bytes, "Columns | None"]
+"""The group being read: ``(first row, stop row, group, bytes of its row numbers or b"",
+decoded columns or None)``, kept per source (see :meth:`ParquetSource.fetch_batch`)."""
+
+_NO_GROUP: _Hot = (0, 0, 0, b"", None)
 _ROWS_COMPARED = 1 << 17
 """Row numbers of the group being read kept as bytes per process (1 MiB), for _consecutive."""
-
-
-class _Readers:
-    """One process's open readers (a forked child opens its own)."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.lock = threading.Lock()
-        self.readers: dict[tuple[int, int], Any] = {}
-
-
-def _files_of(data: Any) -> tuple[Any, list[str], Any]:
-    """``(ParquetFile or None, paths, filesystem or None)`` for the accepted kinds of data."""
-    if isinstance(data, (str, os.PathLike)):
-        return None, [os.fspath(data)], None
-    if isinstance(data, (list, tuple)) and data and all(
-        isinstance(p, (str, os.PathLike)) for p in data
-    ):
-        return None, [os.fspath(p) for p in data], None
-    kind = type(data).__name__
-    if kind == "ParquetFile":
-        return data, [""], None
-    if hasattr(data, "files") and hasattr(data, "filesystem"):  # pyarrow.dataset.FileSystemDataset
-        fmt = type(getattr(data, "format", None)).__name__
-        if fmt != "ParquetFileFormat":
-            raise TypeError(f"data is a pyarrow dataset of {fmt} files: only Parquet is indexed")
-        if not data.files:
-            raise ValueError("data is a pyarrow dataset with no files")
-        return None, list(data.files), data.filesystem
-    raise TypeError(
-        "data must be a pyarrow ParquetFile, a pyarrow.dataset dataset of Parquet files, or "
-        f"Parquet paths; got {kind}"
-    )
-
-
-def _is_local(filesystem: Any) -> bool:
-    return type(filesystem).__name__ == "LocalFileSystem"
 
 
 def _consecutive(indices: IndexArray, numbers: bytes, lo: int, hi: int) -> bool:

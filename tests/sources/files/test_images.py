@@ -92,6 +92,59 @@ def test_random_resized_crop_recipe_is_the_same_whatever_the_workers(folder: Pat
     assert images.dtype == np.uint8
 
 
+def random_resized_crop_pil(item: Any, rng: np.random.Generator) -> Any:
+    """The guide's recipe on ``decode_to="pil"`` items: the same box, cropped from the image."""
+    image, label = item
+    width, height = image.size
+    area = height * width * rng.uniform(0.08, 1.0)
+    ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    w = round(min(width, np.sqrt(area * ratio)))
+    h = round(min(height, np.sqrt(area / ratio)))
+    x0 = int(rng.integers(0, width - w + 1))
+    y0 = int(rng.integers(0, height - h + 1))
+    crop = image.resize((8, 8), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h))
+    return np.asarray(crop).transpose(2, 0, 1), label
+
+
+def test_pil_items_crop_to_exactly_the_array_recipe_whatever_the_workers(tmp_path: Path) -> None:
+    root = tmp_path / "noisy"
+    rng = np.random.default_rng(0)
+    for name in CLASSES:  # noisy images: a crop that differed by a pixel would show
+        (root / name).mkdir(parents=True)
+        for j in range(3):
+            pixels = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"img{j}.png")
+    pil = ImageFolder(root, decode_to="pil")
+    image, label = pil.fetch_items(np.array([4]))[0]
+    assert isinstance(image, Image.Image)
+    assert image.mode == "RGB"
+    assert (np.asarray(image) == ImageFolder(root).fetch_items(np.array([4]))[0][0]).all()
+    assert label == 1
+    kwargs: dict[str, Any] = {"batch_size": 4, "shuffle": True, "seed": 3}
+    with DataLoader(ImageFolder(root), transform=random_resized_crop, **kwargs) as dl:
+        expected = list(dl)
+    for config in ({}, {"num_workers": 2, "worker_type": "thread"},
+                   {"num_workers": 2, "mp_context": "fork"}):
+        with DataLoader(pil, transform=random_resized_crop_pil, **kwargs, **config) as dl:
+            got = list(dl)
+        assert len(got) == len(expected)
+        for (a, la), (b, lb) in zip(got, expected, strict=True):
+            assert (a == b).all(), config
+            assert (la == lb).all(), config
+    check_exact_resume(pil, transform=random_resized_crop_pil, **kwargs)
+
+
+def test_pil_items_name_a_corrupt_file_and_bad_options_are_refused(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data")
+    (root / "emu" / "img1.JPEG").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(OSError, match=r"cannot decode image .*emu/img1.JPEG"):
+        list(DataLoader(ImageFolder(root, decode_to="pil"), batch_size=4,
+                        transform=random_resized_crop_pil))
+    with pytest.raises(ValueError, match=r"decode_to must be one of \('array', 'pil'\), got 'x'"):
+        ImageFolder(root, decode_to="x")
+    assert "decode_to='pil'" in repr(ImageFolder(root, decode_to="pil"))
+
+
 def test_resume_at_every_batch(folder: Path) -> None:
     check_exact_resume(ImageFolder(folder), batch_size=4, shuffle=True, seed=2)
 

@@ -221,3 +221,76 @@ def test_consecutive_rows_are_told_apart_beyond_the_compared_numbers() -> None:
     assert not _consecutive(np.array([2, 4, 3, 5]), numbers, 2, 6)
     assert _consecutive(np.arange(6, 12), numbers, 6, 12)  # past them: increasing suffices
     assert not _consecutive(np.array([6, 8, 7, 9, 10, 11]), numbers, 6, 12)
+
+
+# -- read-ahead: reading in order, the next row group is decoded in a background thread --------
+def _recording(source: ParquetSource, fail: set[int] | None = None) -> list[tuple[int, str]]:
+    """Record ``(group, thread name)`` of every decode of ``source``; raise for ``fail``."""
+    import threading
+
+    decoded: list[tuple[int, str]] = []
+    decode = source._decode
+
+    def recording(group: int) -> object:
+        decoded.append((group, threading.current_thread().name))
+        if fail and group in fail:
+            raise OSError(f"cannot read row group {group}")
+        return decode(group)
+
+    source._cache.decode = recording
+    return decoded
+
+
+@pytest.mark.parametrize("read_ahead", [0, 1, 2])
+def test_reading_in_order_decodes_the_next_row_groups_ahead(
+    files: list[str], read_ahead: int
+) -> None:
+    source = ParquetSource(files, read_ahead=read_ahead, cache_row_groups=2)
+    decoded = _recording(source)
+    for batch_size in (7, 5):  # row groups of 7 rows: batches within a group, then across
+        got = [i for b in epoch(source, batch_size=batch_size) for i in ids(b)]
+        assert got == list(range(ROWS))
+        assert sorted(g for g, _ in decoded) == list(range(8)), decoded  # each group once
+        ahead = [g for g, name in decoded if name == "minibatcher-read-ahead"]
+        if read_ahead:
+            assert len(ahead) >= 6, decoded  # all but the first one or two
+        else:
+            assert not ahead
+        decoded.clear()
+        source._cache.here().cache.clear()
+        source._cache.here().last = None
+
+
+def test_read_ahead_leaves_no_thread_after_a_break_and_resumes_exactly(files: list[str]) -> None:
+    source = ParquetSource(files, read_ahead=2)
+    for stop in (1, 3, 4):  # stop in the first group, mid-way, at a group's first batch
+        with DataLoader(source, batch_size=7) as dl:
+            it = iter(dl)
+            for _ in range(stop):
+                next(it)
+            state = dl.state_dict()
+            del it
+        with DataLoader(source, batch_size=7) as dl:
+            dl.load_state_dict(state)
+            rest = [i for b in dl for i in ids(b)]
+        assert rest == list(range(7 * stop, ROWS))
+    check_exact_resume(ParquetSource(files[0], read_ahead=1), batch_size=3)
+    # forked workers while this process reads ahead (a fork waits for the decode): same rows
+    with DataLoader(source, batch_size=7) as dl:
+        it = iter(dl)
+        next(it)
+        forked = epoch(source, batch_size=7, num_workers=2, mp_context="fork")
+        assert [i for b in forked for i in ids(b)] == list(range(ROWS))
+        del it
+    # (the leak check of this folder's conftest then sees every read-ahead thread ended)
+
+
+def test_a_failed_read_ahead_is_decoded_again_and_raises_in_the_reader(files: list[str]) -> None:
+    source = ParquetSource(files, read_ahead=1)
+    decoded = _recording(source, fail={2})
+    with pytest.raises(OSError, match="cannot read row group 2"):
+        epoch(source, batch_size=7)
+    names = [name for g, name in decoded if g == 2]  # ahead, failed; again, in the reader
+    assert names[0] == "minibatcher-read-ahead", decoded
+    assert len(names) >= 2, decoded
+    assert "minibatcher-read-ahead" not in names[1:], decoded
