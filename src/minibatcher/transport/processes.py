@@ -158,6 +158,7 @@ class ProcessExecutor(WorkerRuns):
         start_method: str = "fork",
         explicit_start_method: bool = True,
         round_robin: bool = False,
+        compact_stage: Any = None,
     ) -> None:
         self.work = work
         self.num_workers = num_workers
@@ -173,6 +174,7 @@ class ProcessExecutor(WorkerRuns):
         """Deal the task of batch ``seq`` to worker ``seq % num_workers``, one task per message
         (torch's dealing: which worker computes a batch, and so its global RNG's draws, is then
         fixed whatever the timing)."""
+        self._stage = compact_stage  # fork only: see compact_stage.py
         self.closed = False
         self._procs: list[Any] = []
         self._tasks: list[Connection] = []
@@ -195,6 +197,8 @@ class ProcessExecutor(WorkerRuns):
         payload: Any = (self.work, self.dataset, self.worker_init_fn)
         if forked:
             warn_if_jax_forked()
+            if self._stage is not None:
+                self._stage.begin()
         else:  # pickled here, unpickled by the worker, which reports a failure (worker_loop.py)
             try:
                 payload = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
@@ -207,6 +211,7 @@ class ProcessExecutor(WorkerRuns):
             # Under fork the child inherits every fd of ours: it closes the main process's ends
             # (its own, earlier workers', other loaders' workers'), or EOF would never come.
             inherited = [*self._main_side_fds(), task_w.fileno(), result_r.fileno()]
+            inherited = inherited + self._stage.fds_to_close(wid) if self._stage else inherited
             inherited = inherited if forked else []
             parent = os.getpid() if forked else None
             config = (wid, self.num_workers, self.seed, epoch, inherited, parent)
@@ -231,6 +236,8 @@ class ProcessExecutor(WorkerRuns):
             self._procs.append(proc)
             self._tasks.append(task_w)
             self._results.append(result_r)
+        if self._stage is not None:
+            self._stage.workers_started()
         # Waiting for worker i watches its result pipe and *every* worker's sentinel, so a death
         # anywhere is reported at once, even while another worker is slow.
         self._poll_all = select.poll()
@@ -278,6 +285,8 @@ class ProcessExecutor(WorkerRuns):
         for proc in self._procs:
             with contextlib.suppress(ValueError):
                 proc.close()
+        if self._stage is not None:
+            self._stage.close()
         self._pending.clear()
         self._pool.close()
         _live.discard(self)

@@ -197,6 +197,9 @@ def worker_main(
             )
         limit_torch_threads()  # unpickling may have imported torch
     work, dataset, init_fn = payload
+    started = getattr(getattr(work, "source", None), "worker_started", None)
+    if callable(started):  # before any thread: one worker forks the compact copy's encoder
+        started(wid)  # (NOTE [ Compact copy in the background ] in compact_stage.py)
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     threading.Thread(target=_read_tasks, args=(task_r, inbox), daemon=True).start()
 
