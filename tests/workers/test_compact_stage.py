@@ -121,8 +121,13 @@ def test_an_epoch_ended_while_encoding_leaves_no_encoder_or_segment(
     it = iter(dl)
     assert next(it) == [0, 1]
     me = psutil.Process()
-    workers = {child.pid for child in me.children()}
-    encoders = [c for c in me.children(recursive=True) if c.pid not in workers]
+    deadline = time.monotonic() + 20
+    while True:  # the last worker forks it when it starts, maybe after the first batch came
+        workers = {child.pid for child in me.children()}
+        encoders = [c for c in me.children(recursive=True) if c.pid not in workers]
+        if encoders or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert len(encoders) == 1  # forked by the last worker
     del it  # closes the workers; the kernel kills their encoder (PR_SET_PDEATHSIG)
     gone, alive = psutil.wait_procs(encoders, timeout=5)
