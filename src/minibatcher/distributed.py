@@ -39,9 +39,9 @@ Under JAX the seed is broadcast (``multihost_utils``: a collective) as before.
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
-import datetime
 from collections import Counter
 from typing import Any, Literal
 

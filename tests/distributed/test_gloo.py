@@ -102,7 +102,8 @@ def test_inside_a_process_group_the_default_shards(
     assert {x for share in got["both"] for x in share} == set(range(n))
     assert got["errors"][0] == ""
     assert "rank 0 did not build it" in got["errors"][1]
-    assert "seed=<int>" in got["errors"][1] and "shard=None" in got["errors"][1]
+    assert "seed=<int>" in got["errors"][1]
+    assert "shard=None" in got["errors"][1]
     assert len(set(got["seeds"])) == 1
     share = (n + 1) // 2
     assert got["lens"] == [(share + gloo_ranks.BATCH - 1) // gloo_ranks.BATCH] * 2

@@ -130,7 +130,7 @@ def test_an_epoch_ended_while_encoding_leaves_no_encoder_or_segment(
         time.sleep(0.02)
     assert len(encoders) == 1  # forked by the last worker
     del it  # closes the workers; the kernel kills their encoder (PR_SET_PDEATHSIG)
-    gone, alive = psutil.wait_procs(encoders, timeout=5)
+    _, alive = psutil.wait_procs(encoders, timeout=5)
     assert not alive
     assert not our_segments(os.getpid())
 

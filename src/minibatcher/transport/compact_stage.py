@@ -49,8 +49,6 @@ import select
 import struct
 from typing import Any, NoReturn
 
-import numpy as np
-
 from .._typing import IndexArray
 from ..sources.base import IndexedSource
 from ..sources.compact import compact_source
@@ -85,21 +83,21 @@ def write_compact(name: str, source: IndexedSource) -> None:
     buffers: list[pickle.PickleBuffer] = []
     body = pickle.dumps((type(compact), compact.data), 5, buffer_callback=buffers.append)
     raws = [buffer.raw() for buffer in buffers]
+    chunks: list[bytes | memoryview] = [body, *raws]
     offset = _align(_LAYOUT.size + _BUFFER.size * len(raws))
     places = []
-    for chunk in (body, *raws):
+    for chunk in chunks:
         places.append((offset, len(chunk)))
         offset = _align(offset + len(chunk))
     segment = Segment.create(name, max(offset, 1), reserve=True)
-    view = segment.view
-    for (start, length), chunk in zip(places, (body, *raws), strict=True):
-        view[start : start + length] = np.frombuffer(chunk, dtype=np.uint8)
-    table = b"".join(_BUFFER.pack(*place) for place in places[1:])
-    view[_LAYOUT.size : _LAYOUT.size + len(table)] = np.frombuffer(table, dtype=np.uint8)
-    head = _LAYOUT.pack(b"\0" * len(MAGIC), len(raws), *places[0])
-    view[: len(head)] = np.frombuffer(head, dtype=np.uint8)
-    view[: len(MAGIC)] = np.frombuffer(MAGIC, dtype=np.uint8)  # complete: written last
-    segment.mmap.flush()
+    with memoryview(segment.mmap) as view:
+        for (start, length), chunk in zip(places, chunks, strict=True):
+            view[start : start + length] = chunk
+        table = b"".join(_BUFFER.pack(*place) for place in places[1:])
+        view[_LAYOUT.size : _LAYOUT.size + len(table)] = table
+        head = _LAYOUT.pack(b"\0" * len(MAGIC), len(raws), *places[0])
+        view[: len(head)] = head
+        view[: len(MAGIC)] = MAGIC  # complete: written last
 
 
 def read_compact(name: str) -> IndexedSource | None:
@@ -109,14 +107,14 @@ def read_compact(name: str) -> IndexedSource | None:
         segment = Segment.attach(name)
     except OSError:
         return None
-    view = segment.view
-    if len(view) < _LAYOUT.size or bytes(view[: len(MAGIC)]) != MAGIC:
+    view = memoryview(segment.mmap)  # the copy's arrays view it: it lives as long as they do
+    if len(view) < _LAYOUT.size or view[: len(MAGIC)] != MAGIC:
         return None
     _, count, start, length = _LAYOUT.unpack_from(view)
     places = (_BUFFER.unpack_from(view, _LAYOUT.size + _BUFFER.size * i) for i in range(count))
-    buffers = [memoryview(view[a : a + n]) for a, n in places]  # type: ignore[arg-type]
-    kind, data = pickle.loads(memoryview(view[start : start + length]), buffers=buffers)  # type: ignore[arg-type]
-    return kind(data)  # type: ignore[no-any-return]
+    buffers = [view[a : a + n] for a, n in places]
+    kind, data = pickle.loads(view[start : start + length], buffers=buffers)
+    return kind(data)
 
 
 def _encode_and_exit(name: str, source: IndexedSource, ready_w: int) -> NoReturn:
