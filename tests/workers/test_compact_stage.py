@@ -162,3 +162,12 @@ def test_what_the_encoder_writes_a_worker_reads_in_place(small_lists: None) -> N
         finally:
             os.unlink(os.path.join(SHM_DIR, name))
     assert compact_stage.read_compact(name) is None  # none: the workers read the list
+
+
+@pytest.mark.slow
+def test_under_forkserver_the_copy_is_made_first_and_sent(small_lists: None) -> None:
+    """No background copy (workers receive the pickled work): made in the main process."""
+    data = ROWS["records"](120)
+    options: dict[str, Any] = {"batch_size": 16, "shuffle": True, "seed": 5, "collate_fn": list}
+    dl = DataLoader(data, num_workers=2, mp_context="forkserver", **options)
+    assert _plain(dl) == _plain(DataLoader(data, **options))
