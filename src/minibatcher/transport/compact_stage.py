@@ -53,7 +53,7 @@ from .._typing import IndexArray
 from ..sources.base import IndexedSource
 from ..sources.compact import compact_source
 from . import shm
-from .shm import PREFIX, Segment, _align
+from .shm import PREFIX, Segment
 from .worker_loop import die_with_parent
 
 LIVE_ITEMS = 512
@@ -62,12 +62,18 @@ LIVE_ITEMS = 512
 Its first batch is always read there, whatever its size. 512 random items touch at most 512
 pages (2 MiB) per worker; W7's list (2,000,000 small dicts) costs torch's workers ~250 MiB
 each."""
+ALIGN = 64
+"""Every part of the segment starts at a multiple of this many bytes."""
 MAGIC = b"MBCOMPT1"
 _LAYOUT = struct.Struct("<8sqqq")  # magic, buffers, pickle offset and length; then the table
 _BUFFER = struct.Struct("<qq")  # offset, length
 ENCODER_EXIT_TIMEOUT_S = 5.0
 """How long ``close()`` waits for the encoder to end before unlinking its segment."""
 MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) & ~(ALIGN - 1)
 
 
 def write_compact(name: str, source: IndexedSource) -> None:
