@@ -7,9 +7,12 @@ dicts holding a list, which are compacted as pickles), batch size 64, ``collate_
 against minibatcher's thread workers. Each loader is built anew per epoch (non-persistent
 workers, as by default); medians of 3 epochs::
 
-    .venv/bin/python benchmarks/compact_list.py LOADER [arrays|dicts|nested] [list|pad]
+    .venv/bin/python benchmarks/compact_list.py LOADER [arrays|dicts|nested] [list|pad] [--rounds R]
 
-with LOADER one of torch, threads, processes.
+with LOADER one of torch, threads, processes, or ``all`` (the three interleaved in one process,
+one epoch each per round, so that they share the machine's load; ratios to torch's first batch).
+Besides wall time, the CPU time of all processes per item (the main process, the workers and,
+under fork, the encoder of the compact copy: ``transport/compact_stage.py``).
 
 ``refresh [N]``: what keeping the copy exact costs per epoch (NOTE [ Compact copies stay
 current ] in ``sources/compact.py``), on W7's rows (``{"id", "label", "weight"}``, N = 2,000,000
@@ -48,44 +51,67 @@ def as_list(items: list[Any]) -> list[Any]:
     return items
 
 
-def epoch(make: Callable[[], Any]) -> tuple[float, float]:
+def epoch(make: Callable[[], Any]) -> tuple[float, float, float]:
+    """First-batch and epoch seconds (wall), and the CPU seconds of the epoch in every process
+    (ours and our reaped children's: the workers and their encoder)."""
+    cpu = _cpu()
     start = time.perf_counter()
     batches = iter(make())
     next(batches)
     first = time.perf_counter() - start
     for _ in batches:
         pass
-    return first, time.perf_counter() - start
+    total = time.perf_counter() - start
+    del batches
+    return first, total, _cpu() - cpu
 
 
-def main(loader: str, kind: str = "arrays", collate: str = "list") -> None:
+def _cpu() -> float:
+    import resource
+
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def maker(loader: str, data: list[Any], collate: str) -> Callable[[], Any]:
     from minibatcher import DataLoader, pad_collate
 
-    data = make_data(kind)
     collate_fn: Any = as_list if collate == "list" else pad_collate
     if loader == "torch":
         import torch.utils.data as tud
 
-        def make() -> Any:
-            return tud.DataLoader(
-                data, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_fn
-            )
-    else:
-        worker_type = "thread" if loader == "threads" else "process"
-
-        def make() -> Any:
-            return DataLoader(
-                data, batch_size=BATCH, num_workers=WORKERS, worker_type=worker_type,
-                collate_fn=collate_fn,
-            )
-
-    runs = [epoch(make) for _ in range(3)]
-    first = statistics.median(r[0] for r in runs)
-    total = statistics.median(r[1] for r in runs)
-    print(
-        f"{loader:9s} {kind:6s} {collate:4s} first batch {first * 1e3:7.1f} ms, epoch "
-        f"{total * 1e3:7.1f} ms = {total / N * 1e6:5.2f} us/item (median of 3 epochs)"
+        return lambda: tud.DataLoader(
+            data, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_fn
+        )
+    worker_type = "thread" if loader == "threads" else "process"
+    return lambda: DataLoader(
+        data, batch_size=BATCH, num_workers=WORKERS, worker_type=worker_type,
+        collate_fn=collate_fn,
     )
+
+
+def main(loader: str, kind: str = "arrays", collate: str = "list", rounds: int = 3) -> None:
+    """``loader`` one of torch, processes, threads, or ``all``: the three interleaved, one
+    epoch of each per round (the same machine load for all), each epoch with a new loader."""
+    data = make_data(kind)
+    loaders = ["torch", "processes", "threads"] if loader == "all" else [loader]
+    makers = {name: maker(name, data, collate) for name in loaders}
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in loaders}
+    for _ in range(rounds):
+        for name in loaders:
+            runs[name].append(epoch(makers[name]))
+    firsts = {name: statistics.median(r[0] for r in rs) for name, rs in runs.items()}
+    for name, rs in runs.items():
+        first = firsts[name]
+        total = statistics.median(r[1] for r in rs)
+        cpu = statistics.median(r[2] for r in rs)
+        ratio = f" ({first / firsts['torch']:.2f}x torch's)" if "torch" in firsts else ""
+        print(
+            f"{name:9s} {kind:6s} {collate:4s} first batch {first * 1e3:7.1f} ms{ratio}, epoch "
+            f"{total * 1e3:7.1f} ms = {total / N * 1e6:5.2f} us/item wall, "
+            f"{cpu / N * 1e6:5.2f} us/item CPU (all processes; median of {rounds} epochs; "
+            f"first batches {', '.join(f'{r[0] * 1e3:.0f}' for r in rs)} ms)"
+        )
 
 
 def timed(run: Callable[[], Any]) -> float:
@@ -132,4 +158,10 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["refresh"]:
         refresh_cost(*sys.argv[2:])
     else:
-        main(*sys.argv[1:])
+        args = sys.argv[1:]
+        rounds = 3
+        if "--rounds" in args:
+            at = args.index("--rounds")
+            rounds = int(args[at + 1])
+            del args[at : at + 2]
+        main(*args, rounds=rounds)

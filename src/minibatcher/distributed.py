@@ -20,15 +20,29 @@ Neither torch nor JAX is imported here: a process group can only exist if the pr
 them already, so ``sys.modules`` is where we look.
 
 All ranks must draw the same order, so they need the same seed. With ``seed=None`` in an
-initialised job, rank 0 draws one and broadcasts it (a collective: every rank must build its
-loader, as with any collective). Without a job there is no way to agree on a seed, so ``shard=``
-with ``seed=None`` is an error that says to pass one.
+initialised job, rank 0 draws one and shares it (NOTE [ Sharing the seed ]). Without a job
+there is no way to agree on a seed, so ``shard=`` with ``seed=None`` is an error that says to
+pass one.
+
+NOTE [ Sharing the seed ]: not by a collective. A broadcast needs every rank to build the
+loader, and a loader built on some ranks only (an evaluation loader on rank 0) waited forever
+in it, or, worse, met another collective of the other ranks. Instead rank 0 writes its seed
+into the process group's key-value store (``torch.distributed``'s default store, which every
+group has) and never waits; the other ranks read it, waiting at most :data:`SEED_WAIT_S`
+seconds, then raise an error naming the cause and the fixes (``seed=``, or ``shard=None``
+for a loader that one rank alone uses). The key names the loader by what every rank builds
+alike (the data's type and length, the batch size, shuffle) and counts such loaders, so a
+loader built on rank 0 alone does not shift the keys of the others. (A loader built on one
+rank alone, still sharded, reads only that rank's share: pass ``shard=None`` to read all.)
+Under JAX the seed is broadcast (``multihost_utils``: a collective) as before.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
+from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
@@ -36,6 +50,11 @@ import numpy as np
 from ._seed import draw_seed
 from .errors import ConfigError
 from .samplers.shard import ShardSpec
+
+SEED_WAIT_S = float(os.environ.get("MINIBATCHER_SEED_WAIT_S", "300"))
+"""How long a rank other than 0 waits for rank 0's seed (NOTE [ Sharing the seed ])."""
+_SEED_PREFIX = "minibatcher/seed/"
+_seed_keys: Counter[str] = Counter()  # loaders of each kind that asked for a shared seed
 
 DETECT: Literal["detect"] = "detect"
 """The default ``shard=``: shard when running as one of several ranks of an initialised job."""
@@ -136,17 +155,25 @@ def resolve_shard(shard: Any, uneven: str, *split_by: Any) -> ShardSpec | None:
     return ShardSpec(rank=pair[0], world_size=pair[1], uneven=uneven)
 
 
-def resolve_seed(seed: int | None, spec: ShardSpec | None) -> int:
-    """The loader's seed: the given one, else one drawn here (and shared by rank 0 if sharded)."""
+def seed_topic(data: Any, batch_size: int | None, shuffle: bool) -> str:
+    """What names a loader alike on every rank (NOTE [ Sharing the seed ])."""
+    try:
+        length: int | None = len(data)
+    except Exception:  # an iterable without len()
+        length = None
+    return f"{type(data).__name__}:{length}:{batch_size}:{shuffle}"
+
+
+def resolve_seed(seed: int | None, spec: ShardSpec | None, topic: str = "") -> int:
+    """The loader's seed: the given one, else one drawn here (and shared by rank 0 if sharded:
+    NOTE [ Sharing the seed ]; ``topic``: :func:`seed_topic` of the loader)."""
     if seed is not None:
         return int(seed)
     if spec is None:
         return draw_seed()
     dist = _process_group()
     if dist is not None:
-        box = [draw_seed() if dist.get_rank() == 0 else None]
-        dist.broadcast_object_list(box, src=0)
-        return int(box[0])  # type: ignore[arg-type]
+        return _shared_seed(dist, topic)
     jax = _jax_job()
     if jax is not None:
         from jax.experimental import multihost_utils
@@ -160,3 +187,31 @@ def resolve_seed(seed: int | None, spec: ShardSpec | None) -> int:
         "seed and no torch.distributed process group is initialised to share one; pass "
         "seed=<int>, the same on every rank (or initialise the process group first)"
     )
+
+
+def _shared_seed(dist: Any, topic: str) -> int:
+    """Rank 0's seed through the group's store: rank 0 writes it, the others wait for it."""
+    store = getattr(dist.distributed_c10d, "_get_default_store", lambda: None)()
+    rank = int(dist.get_rank())
+    if store is None:  # a torch without it: a broadcast, which every rank must join
+        box = [draw_seed() if rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return int(box[0])  # type: ignore[arg-type]
+    _seed_keys[topic] += 1
+    key = f"{_SEED_PREFIX}{topic}/{_seed_keys[topic]}"
+    if rank == 0:
+        seed = draw_seed()
+        store.set(key, str(seed))
+        return seed
+    try:
+        store.wait([key], datetime.timedelta(seconds=SEED_WAIT_S))
+    except Exception as e:  # DistStoreError (a timeout), or the store is gone
+        raise ConfigError(
+            f"rank {rank} waited {SEED_WAIT_S:g} s for rank 0's seed of this loader (seed=None "
+            f"with sharding; loader #{_seed_keys[topic]} of kind {topic!r} on this rank) and "
+            "rank 0 did not build it: a loader built on some ranks only. Pass seed=<int>, the "
+            "same on every rank, or shard=None for a loader that this rank alone uses (it "
+            "then reads all the data)"
+        ) from e
+    return int(store.get(key))
+

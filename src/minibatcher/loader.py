@@ -24,7 +24,7 @@ from . import state as _state
 from .collation import check_output, converter
 from .delivery import deliver
 from .device import DeviceTransfer
-from .distributed import resolve_seed, resolve_shard
+from .distributed import resolve_seed, resolve_shard, seed_topic
 from .epochs import Epochs, LoaderEpochs
 from .errors import ConfigError
 from .executors import EpochExecutors
@@ -177,7 +177,7 @@ class DataLoader(WorkersOwner, Generic[T]):
         self._shard = resolve_shard(shard, uneven, sampler, batch_sampler, data)
         """This rank's place among the ranks (None: no sharding), resolved once."""
         self._seed_given = seed is not None
-        self._use_seed(resolve_seed(seed, self._shard))
+        self._use_seed(resolve_seed(seed, self._shard, self._seed_topic()))
         self._jax_convert = converter("jax") if output == "jax" else None
         self._device = (
             DeviceTransfer(device, pin_memory) if device is not None or pin_memory else None
@@ -221,11 +221,14 @@ class DataLoader(WorkersOwner, Generic[T]):
         self.close()
         seed = self.seed
         if share_seed and not self._seed_given:
-            seed = resolve_seed(None, spec)
+            seed = resolve_seed(None, spec, self._seed_topic())
         self._use_seed(seed)
         self._late_seed_pending = not share_seed and not self._seed_given
 
     _late_seed_pending = False  # sharded by len() before iter(): the seed is still to share
+
+    def _seed_topic(self) -> str:
+        return seed_topic(self.dataset, self.options.batch_size, self.options.shuffle)
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -275,7 +278,7 @@ class DataLoader(WorkersOwner, Generic[T]):
         if self._late_seed_pending and self._shard is not None:
             self._late_seed_pending = False
             self.close()
-            self._use_seed(resolve_seed(None, self._shard))
+            self._use_seed(resolve_seed(None, self._shard, self._seed_topic()))
         return self._epoch()
 
     def _epoch(self) -> Iterator[T]:

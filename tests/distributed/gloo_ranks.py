@@ -108,6 +108,7 @@ def default_job(rank: int, world: int, store: str, out: str) -> None:
         }
         with DataLoader(range(N), batch_size=BATCH, shuffle=True, seed=3, num_workers=2) as dl:
             result["workers"] = _gather(_flat(dl))
+        result.update(_built_on_some_ranks(rank))
         if rank == 0:
             with open(out, "w") as f:
                 json.dump(result, f)
@@ -115,7 +116,29 @@ def default_job(rank: int, world: int, store: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+def _built_on_some_ranks(rank: int) -> dict[str, Any]:
+    """An evaluation loader (default shard, seed=None) built on rank 0 only, before a loader
+    that both build (it used to wait forever in the seed's broadcast, or meet the other rank's
+    next collective); then a loader that rank 1 alone builds (a bounded wait, then an error)."""
+    result: dict[str, Any] = {}
+    if rank == 0:
+        evaluation = DataLoader(range(50), batch_size=5, shuffle=True)
+        result["eval_batches"] = len(list(evaluation))
+    both = DataLoader(range(N), batch_size=BATCH, shuffle=True)
+    result["both_seeds"] = _gather(both.seed)
+    result["both"] = _gather(_flat(both))
+    error = ""
+    if rank == 1:
+        try:
+            DataLoader(range(7), batch_size=2, shuffle=True)  # rank 0 never builds it
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+    result["errors"] = _gather(error)
+    return result
+
+
 def _gather(value: Any) -> list[Any]:
     box: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(box, value)
     return box
+

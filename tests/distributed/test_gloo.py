@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,25 @@ import gloo_ranks  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
+RANKS_DEADLINE_S = 180
+
+
 def spawn(fn: Any, world: int, tmp: Path, *args: Any) -> dict[str, Any]:
+    """Run ``fn`` on ``world`` spawned ranks; a hang fails (the ranks are killed)."""
     out = tmp / f"{fn.__name__}.json"
     store = tmp / f"{fn.__name__}.store"
-    mp.spawn(fn, args=(world, str(store), str(out), *args), nprocs=world, join=True)
+    ranks = mp.start_processes(
+        fn, args=(world, str(store), str(out), *args), nprocs=world, join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + RANKS_DEADLINE_S
+    try:
+        while not ranks.join(timeout=1):
+            assert time.monotonic() < deadline, f"the ranks of {fn.__name__} hang"
+    finally:
+        for process in ranks.processes:
+            if process.is_alive():
+                process.kill()
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 
@@ -71,10 +87,23 @@ def test_sharding_seed_broadcast_and_elastic_resume(tmp_path: Path) -> None:
     assert set(following) == set(range(n))  # the next epoch: the new world's ordinary split
 
 
-def test_inside_a_process_group_the_default_shards(tmp_path: Path) -> None:
-    """No shard= and no seed=: disjoint shares (not world-size times the data), one seed."""
+def test_inside_a_process_group_the_default_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No shard= and no seed=: disjoint shares (not world-size times the data), one seed.
+    A loader built on rank 0 alone does not hang (NOTE [ Sharing the seed ] in
+    distributed.py), and one that rank 0 does not build fails on the others after a bounded
+    wait, naming the fixes."""
+    monkeypatch.setenv("MINIBATCHER_SEED_WAIT_S", "1.5")  # read by the spawned ranks
     n = gloo_ranks.N
     got = spawn(gloo_ranks.default_job, 2, tmp_path)
+    assert got["eval_batches"] == 5  # still sharded: its half (shard=None reads it all)
+    assert len(set(got["both_seeds"])) == 1
+    assert {x for share in got["both"] for x in share} == set(range(n))
+    assert got["errors"][0] == ""
+    assert "rank 0 did not build it" in got["errors"][1]
+    assert "seed=<int>" in got["errors"][1]
+    assert "shard=None" in got["errors"][1]
     assert len(set(got["seeds"])) == 1
     share = (n + 1) // 2
     assert got["lens"] == [(share + gloo_ranks.BATCH - 1) // gloo_ranks.BATCH] * 2
@@ -90,3 +119,4 @@ def test_inside_a_process_group_the_default_shards(tmp_path: Path) -> None:
     ds_shares = got["distributed_sampler"]  # already split by the sampler: not split again
     assert [len(r) for r in ds_shares] == [share, share]
     assert set(ds_shares[0]) | set(ds_shares[1]) == set(range(n))
+

@@ -24,9 +24,15 @@ tensors, whose buffers copy-on-read leaves shared); items that cannot be pickled
 as it is. Items come back equal to the
 originals, as copies (as with any process worker).
 
+Under fork (the default on Linux) the copy is made in the background, by a process of its own,
+while the workers serve their first tasks from the list (NOTE [ Compact copy in the background ]
+in ``transport/compact_stage.py``): it is then the list exactly as the workers inherited it, and
+the refresh below is not needed. (The encodings live in ``sources/compact_encoding.py``.)
+
 NOTE [ Compact copies stay current ]: each epoch sees the list as it is at ``iter()``, as with
-0 workers, threads and torch. The loader keeps one compact copy per loader and, before each
-epoch's workers start, refreshes it (:meth:`CompactSequence.refresh`, exact, no sampling):
+0 workers, threads and torch. Under spawn and forkserver the loader keeps one compact copy per
+loader and, before each epoch's workers start, refreshes it (:meth:`CompactSequence.refresh`,
+exact, no sampling):
 
 - items replaced, added, removed or reordered are found by identity (``is``: the copy holds a
   reference to every item it encoded, in the main process only, so an identity cannot be
@@ -45,7 +51,6 @@ serving the list as it was when they started, whatever happens to it later.
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import pickle
 from collections.abc import Sequence
@@ -56,85 +61,26 @@ import numpy as np
 
 from .._typing import IndexArray
 from .base import IndexedSource
+from .compact_encoding import (
+    PICKLED,
+    PICKLED5,
+    RAW,
+    SPLICE_HEAD,
+    SPLICE_TAIL,
+    encode_items,
+    frozen_flags,
+    pickle_kind,
+    raw_array,
+)
 from .compact_records import CompactRecords
+
+__all__ = ["PICKLED", "PICKLED5", "RAW", "CompactSequence", "compact_source", "refresh_source"]
 from .sequence import SequenceSource
 
 COMPACT_MIN_ITEMS = 10_000
 """Smaller lists are not worth converting: the copy-on-read growth is at most a few MiB."""
 PAYS_SAMPLE = 64
 """How many items :func:`_compacting_pays` looks at."""
-MAX_NDIM = 8
-"""Arrays with more dimensions than this are pickled."""
-PICKLED, RAW, PICKLED5 = 0, 1, 2
-"""Item encodings: a protocol-3 pickle, raw array bytes, a protocol-5 pickle (NOTE below)."""
-SPLICE_PROTOCOL = 3
-SPLICE_HEAD, SPLICE_TAIL = b"\x80\x03(", b"l."
-"""NOTE [ One unpickling per batch ]: a protocol-3 pickle is ``PROTO 3``, a body, ``STOP``,
-and its body refers to its memo by explicit indices (``BINPUT n``/``BINGET n``: protocol 4+
-numbers memo entries implicitly, so their bodies cannot be spliced). The bodies of a batch's
-items between ``PROTO 3 MARK`` and ``LIST STOP`` therefore form one pickle of the list of
-items: an item's memo entries overwrite earlier items' only after those are built. One
-``pickle.loads`` per batch instead of one per item. Items that protocol 3 cannot pickle are
-stored with protocol 5 and unpickled one by one."""
-
-
-def _raw_array(item: Any) -> bool:
-    return (
-        type(item) is np.ndarray
-        and item.flags.c_contiguous
-        and not item.dtype.hasobject
-        and item.ndim <= MAX_NDIM
-    )
-
-
-_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None), range})
-"""Exact types whose values cannot change (immutable, and holding nothing mutable)."""
-_NESTING = frozenset({tuple, frozenset})
-"""Immutable containers: frozen if what they hold is."""
-FROZEN_DEPTH = 4
-"""Tuples and frozensets nested deeper than this are treated as mutable (re-encoded)."""
-
-
-def _chunks(items: list[Any]) -> tuple[list[bytes], bool]:
-    """Each item's encoding (a raw array's bytes, else its pickle), and whether all are
-    protocol-3 pickles."""
-    if not any(map(isinstance, items, repeat(np.ndarray))):  # no arrays: one C loop
-        with contextlib.suppress(Exception):  # else item by item, protocol 5 where needed
-            return list(map(pickle.dumps, items, repeat(SPLICE_PROTOCOL))), True
-    return [item.tobytes() if _raw_array(item) else _pickle(item) for item in items], False
-
-
-def _pickle(item: Any) -> bytes:
-    try:
-        return pickle.dumps(item, SPLICE_PROTOCOL)
-    except Exception:  # e.g. an object over 4 GiB, or a __reduce_ex__ needing protocol 4+
-        return pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
-
-
-def _kind(chunk: bytes) -> int:
-    """The kind of a pickle made by :func:`_pickle` (raw arrays' bytes are marked after)."""
-    return PICKLED if chunk[1:2] == b"\x03" else PICKLED5
-
-
-def _frozen_flags(items: list[Any]) -> np.ndarray:
-    """Which items can never change in place: scalars, tuples and frozensets of them."""
-    types = list(map(type, items))
-    flags = np.fromiter(map(_SCALARS.__contains__, types), dtype=bool, count=len(items))
-    nested = np.fromiter(map(_NESTING.__contains__, types), dtype=bool, count=len(items))
-    for i in np.flatnonzero(nested).tolist():
-        flags[i] = _deeply_frozen(items[i], 1)
-    return flags
-
-
-def _deeply_frozen(item: Any, depth: int) -> bool:
-    kind = type(item)
-    if kind in _SCALARS:
-        return True
-    if kind in _NESTING and depth <= FROZEN_DEPTH:
-        return all(_deeply_frozen(x, depth + 1) for x in item)
-    return False
-
-
 class CompactSequence:
     """A read-only sequence stored as one byte buffer and tables describing each item."""
 
@@ -163,15 +109,15 @@ class CompactSequence:
 
     def _encode(self, items: list[Any], positions: np.ndarray) -> list[bytes]:
         """The bytes of each item; fills the tables at ``positions``."""
-        chunks, spliceable = _chunks(items)
-        self._frozen[positions] = _frozen_flags(items)
+        chunks, spliceable = encode_items(items)
+        self._frozen[positions] = frozen_flags(items)
         arrays = map(isinstance, items, repeat(np.ndarray))
         candidates = np.flatnonzero(np.fromiter(arrays, dtype=bool, count=len(items))).tolist()
-        raw = [i for i in candidates if _raw_array(items[i])]
+        raw = [i for i in candidates if raw_array(items[i])]
         if spliceable:
             kinds = np.full(len(chunks), PICKLED, dtype=np.uint8)
         else:
-            kinds = np.fromiter(map(_kind, chunks), dtype=np.uint8, count=len(chunks))
+            kinds = np.fromiter(map(pickle_kind, chunks), dtype=np.uint8, count=len(chunks))
         kinds[raw] = RAW
         self.kinds[positions] = kinds
         if not raw:
@@ -239,12 +185,12 @@ class CompactSequence:
         slices = map(slice, self.starts[positions].tolist(), self.stops[positions].tolist())
         stored = map(self._view.__getitem__, slices)
         count = len(items)
-        chunks = _chunks(items)[0]
+        chunks = encode_items(items)[0]
         stale = ~np.fromiter(map(operator.eq, stored, chunks), dtype=bool, count=count)
         arrays = np.fromiter(map(isinstance, items, repeat(np.ndarray)), dtype=bool, count=count)
         for k in np.flatnonzero(arrays | (self.kinds[positions] == RAW)).tolist():
             i, item = int(positions[k]), items[k]
-            if not _raw_array(item):
+            if not raw_array(item):
                 stale[k] |= self.kinds[i] == RAW
             else:  # same bytes: the dtype or shape may have been set in place
                 stale[k] |= self.kinds[i] != RAW or (

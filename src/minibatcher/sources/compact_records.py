@@ -19,7 +19,7 @@ decoded row is a new dict (or tuple) equal to the original, with the same key or
 value types (``True`` stays a bool, ``1`` an int, ``-0.0`` and NaN payloads keep their bits).
 
 Why a layout of its own: every step is a C loop over a column instead of a pickle per item.
-Encoding (which delays the first batch: the copy is made before the workers start) is about
+Encoding (made in the background under fork, before the workers start under spawn) is about
 2-2.5x faster than pickling each row, and decoding a batch is a gather per column and a C loop
 per column to fill the rows, about as fast as unpickling the batch in one piece
 (``benchmarks/compact_list.py``).

@@ -28,7 +28,10 @@ finishes early would leave the epoch unbalanced. The cost is that *reading* is s
 main process); transforms and collation, usually the expensive part, run in parallel.
 
 Python lists: process workers read large plain lists from compact storage
-(``sources/compact.py``), so forked workers do not copy the list on reading it.
+(``sources/compact.py``), so forked workers do not copy the list on reading it. Under fork the
+copy is made by a process of its own while the workers serve their first tasks from the list
+(NOTE [ Compact copy in the background ] in ``compact_stage.py``); under spawn and forkserver
+it is made before the workers start, and sent to them (:func:`process_work`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ import multiprocessing
 import sys
 from typing import Any
 
+from ..sources import compact
 from ..sources.compact import compact_source, refresh_source
+from ..sources.sequence import SequenceSource
+from .compact_stage import CompactStage, StagedSource
 from .executor import Executor, InlineExecutor
 from .processes import ProcessExecutor
 from .threads import ThreadExecutor
@@ -101,15 +107,39 @@ def make_executor(work: Any, options: Any, seed: int) -> Executor:
     }
     if options.worker_type == "thread":
         return ThreadExecutor(work, workers, dataset=_dataset(work), **common)
-    work = process_work(work)
+    start_method = choose_start_method(options.mp_context)
+    stage = staged_work(work, workers) if start_method == "fork" else None
+    if stage is not None:
+        work = stage.work
+    else:
+        work = process_work(work)
     return ProcessExecutor(
         work,
         workers,
         dataset=_dataset(work),
-        start_method=choose_start_method(options.mp_context),
+        start_method=start_method,
         explicit_start_method=options.mp_context is not None,
+        compact_stage=stage,
         **common,
     )
+
+
+def staged_work(work: Any, num_workers: int) -> CompactStage | None:
+    """For forked workers: ``work`` reading a large list from a compact copy made while they
+    start (``compact_stage.py``), with the stage that makes it; None if the list is not worth
+    compacting (the checks of ``compact_source``, on a sample: the encoder decides the rest)."""
+    source = getattr(work, "source", None)
+    data: Any = getattr(source, "data", None)
+    if type(source) is not SequenceSource or type(data) not in (list, tuple):
+        return None
+    if not sys.platform.startswith("linux"):  # the encoder's end relies on PR_SET_PDEATHSIG
+        return None
+    if len(data) < compact.COMPACT_MIN_ITEMS or not compact._compacting_pays(data):
+        return None
+    staged = copy.copy(work)
+    staged.source = StagedSource(source, encoder_worker=num_workers - 1)
+    staged.__setstate__(staged.__getstate__())  # recompute derived fields
+    return CompactStage(staged.source, staged)
 
 
 def _dataset(work: Any) -> Any:

@@ -162,6 +162,7 @@ class ProcessExecutor(WorkerRuns):
         start_method: str = "fork",
         explicit_start_method: bool = True,
         round_robin: bool = False,
+        compact_stage: Any = None,
     ) -> None:
         self.work = work
         self.num_workers = num_workers
@@ -181,6 +182,7 @@ class ProcessExecutor(WorkerRuns):
         """Set by the loader for a single epoch's workers (not persistent): once the tasks run
         out, each worker is told to exit after its last one, so that the workers' exits overlap
         the last batches instead of following them (in order only; NOTE [ Shutdown ])."""
+        self._stage = compact_stage  # fork only: see compact_stage.py
         self.closed = False
         self._procs: list[Any] = []
         self._tasks: list[Connection] = []
@@ -205,6 +207,8 @@ class ProcessExecutor(WorkerRuns):
         payload: Any = (self.work, self.dataset, self.worker_init_fn)
         if forked:
             warn_if_jax_forked()
+            if self._stage is not None:
+                self._stage.begin()
         else:  # pickled here, unpickled by the worker, which reports a failure (worker_loop.py)
             try:
                 payload = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
@@ -217,6 +221,7 @@ class ProcessExecutor(WorkerRuns):
             # Under fork the child inherits every fd of ours: it closes the main process's ends
             # (its own, earlier workers', other loaders' workers'), or EOF would never come.
             inherited = [*self._main_side_fds(), task_w.fileno(), result_r.fileno()]
+            inherited = inherited + self._stage.fds_to_close(wid) if self._stage else inherited
             inherited = inherited if forked else []
             parent = os.getpid() if forked else None
             config = (wid, self.num_workers, self.seed, epoch, inherited, parent)
@@ -243,6 +248,8 @@ class ProcessExecutor(WorkerRuns):
             self._results.append(result_r)
             if started is not None:
                 started(wid)
+        if self._stage is not None:
+            self._stage.workers_started()
         # Waiting for worker i watches its result pipe and *every* worker's sentinel, so a death
         # anywhere is reported at once, even while another worker is slow.
         self._poll_all = select.poll()
@@ -290,6 +297,8 @@ class ProcessExecutor(WorkerRuns):
         for proc in self._procs:
             with contextlib.suppress(ValueError):
                 proc.close()
+        if self._stage is not None:
+            self._stage.close()
         self._pending.clear()
         self._pool.close()
         _live.discard(self)

@@ -51,8 +51,8 @@ def encode_tasks(run: int, slot_name: str | None, chunk: list[Any]) -> bytes | m
 
     The tasks of an indexed source, ``(epoch, seq, int64 keys, None)``, are the hot case (one
     per batch): their keys travel as raw bytes through the C pickler (~2 us a message), not
-    through :class:`ResultPickler`, whose Python ``persistent_id`` runs for every object
-    (~15 a task). Anything else (a stream's items) goes through :class:`ResultPickler`.
+    through :class:`ResultPickler`, whose Python ``reducer_override`` runs for every container
+    (~5 a task). Anything else (a stream's items) goes through :class:`ResultPickler`.
     """
     if all(_plain_task(task) for task in chunk):
         rows = [(task[0], task[1], pickle.PickleBuffer(task[2])) for task in chunk]
@@ -199,6 +199,9 @@ def worker_main(
             )
         limit_torch_threads()  # unpickling may have imported torch
     work, dataset, init_fn = payload
+    started = getattr(getattr(work, "source", None), "worker_started", None)
+    if callable(started):  # before any thread: one worker forks the compact copy's encoder
+        started(wid)  # (NOTE [ Compact copy in the background ] in compact_stage.py)
     inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     # Not threading.Thread(...).start(), which waits until the new thread has run: on a busy
     # machine that wait delayed every worker's first task by a scheduling round.
