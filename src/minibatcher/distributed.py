@@ -31,9 +31,12 @@ into the process group's key-value store (``torch.distributed``'s default store,
 group has) and never waits; the other ranks read it, waiting at most :data:`SEED_WAIT_S`
 seconds, then raise an error naming the cause and the fixes (``seed=``, or ``shard=None``
 for a loader that one rank alone uses). The key names the loader by what every rank builds
-alike (the data's type and length, the batch size, shuffle) and counts such loaders, so a
-loader built on rank 0 alone does not shift the keys of the others. (A loader built on one
-rank alone, still sharded, reads only that rank's share: pass ``shard=None`` to read all.)
+alike (the data's type and length, the batch size, shuffle), and rank 0 writes it once: every
+later loader of that kind built with ``seed=None`` in the job reuses that seed, on every rank.
+Counting loaders instead would let a loader built on rank 0 alone shift rank 0's count and
+give the ranks different seeds for the next shared loader of its kind: overlapping shares,
+silently. (A loader built on one rank alone, still sharded, reads only that rank's share: pass
+``shard=None`` to read all.)
 Under JAX the seed is broadcast (``multihost_utils``: a collective) as before.
 """
 
@@ -42,7 +45,6 @@ from __future__ import annotations
 import datetime
 import os
 import sys
-from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
@@ -54,7 +56,6 @@ from .samplers.shard import ShardSpec
 SEED_WAIT_S = float(os.environ.get("MINIBATCHER_SEED_WAIT_S", "300"))
 """How long a rank other than 0 waits for rank 0's seed (NOTE [ Sharing the seed ])."""
 _SEED_PREFIX = "minibatcher/seed/"
-_seed_keys: Counter[str] = Counter()  # loaders of each kind that asked for a shared seed
 
 DETECT: Literal["detect"] = "detect"
 """The default ``shard=``: shard when running as one of several ranks of an initialised job."""
@@ -190,16 +191,18 @@ def resolve_seed(seed: int | None, spec: ShardSpec | None, topic: str = "") -> i
 
 
 def _shared_seed(dist: Any, topic: str) -> int:
-    """Rank 0's seed through the group's store: rank 0 writes it, the others wait for it."""
+    """Rank 0's seed through the group's store: rank 0 writes it once per kind of loader, the
+    others wait for it."""
     store = getattr(dist.distributed_c10d, "_get_default_store", lambda: None)()
     rank = int(dist.get_rank())
     if store is None:  # a torch without it: a broadcast, which every rank must join
         box = [draw_seed() if rank == 0 else None]
         dist.broadcast_object_list(box, src=0)
         return int(box[0])  # type: ignore[arg-type]
-    _seed_keys[topic] += 1
-    key = f"{_SEED_PREFIX}{topic}/{_seed_keys[topic]}"
+    key = f"{_SEED_PREFIX}{topic}"
     if rank == 0:
+        if store.check([key]):  # a loader of this kind had one: the other ranks read that one
+            return int(store.get(key))
         seed = draw_seed()
         store.set(key, str(seed))
         return seed
@@ -208,7 +211,7 @@ def _shared_seed(dist: Any, topic: str) -> int:
     except Exception as e:  # DistStoreError (a timeout), or the store is gone
         raise ConfigError(
             f"rank {rank} waited {SEED_WAIT_S:g} s for rank 0's seed of this loader (seed=None "
-            f"with sharding; loader #{_seed_keys[topic]} of kind {topic!r} on this rank) and "
+            f"with sharding; a loader of kind {topic!r}, the first of its kind in this job) and "
             "rank 0 did not build it: a loader built on some ranks only. Pass seed=<int>, the "
             "same on every rank, or shard=None for a loader that this rank alone uses (it "
             "then reads all the data)"

@@ -127,6 +127,11 @@ def _built_on_some_ranks(rank: int) -> dict[str, Any]:
     both = DataLoader(range(N), batch_size=BATCH, shuffle=True)
     result["both_seeds"] = _gather(both.seed)
     result["both"] = _gather(_flat(both))
+    if rank == 0:  # rank 0 alone, then both ranks, loaders of one kind: the same seed everywhere
+        len(DataLoader(range(60), batch_size=6, shuffle=True))
+    alike = DataLoader(range(60), batch_size=6, shuffle=True)
+    result["alike_seeds"] = _gather(alike.seed)
+    result["alike"] = _gather(_flat(alike))
     error = ""
     if rank == 1:
         try:

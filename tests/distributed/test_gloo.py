@@ -100,6 +100,9 @@ def test_inside_a_process_group_the_default_shards(
     assert got["eval_batches"] == 5  # still sharded: its half (shard=None reads it all)
     assert len(set(got["both_seeds"])) == 1
     assert {x for share in got["both"] for x in share} == set(range(n))
+    assert len(set(got["alike_seeds"])) == 1  # not shifted by rank 0's own loader of its kind
+    alike = [x for share in got["alike"] for x in share]
+    assert sorted(alike) == list(range(60))
     assert got["errors"][0] == ""
     assert "rank 0 did not build it" in got["errors"][1]
     assert "seed=<int>" in got["errors"][1]
