@@ -184,3 +184,15 @@ def test_a_series_is_read_by_position() -> None:
     series = pd.Series([10, 20, 30, 40])
     series = series[series > 15]
     assert [b.tolist() for b in DataLoader(series, batch_size=2)] == [[20, 30], [40]]
+
+
+def test_duplicate_column_labels_are_refused_at_construction() -> None:
+    """Two columns of one label became one batch key: a DataFrame's merged into a 2-D array,
+    an Arrow table's second column silently replaced the first."""
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    frame = pd.DataFrame([[1, 2], [3, 4]], columns=["a", "a"])
+    table = pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, 4])], names=["x", "x"])
+    for data, label in ((frame, "'a'"), (table, "'x'")):
+        with pytest.raises(ValueError, match=rf"duplicate column labels \[{label}\]"):
+            DataLoader(data, batch_size=2)
