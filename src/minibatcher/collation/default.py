@@ -157,7 +157,7 @@ class Collator:
         except (ValueError, TypeError, OverflowError):
             array = np.empty(0, dtype=object)
         types = set(map(type, items))
-        narrower = {"i": {bool}, "f": {bool, int}}.get(kind, set())
+        narrower: set[type] = {bool} if kind == "i" else {bool, int} if kind == "f" else set()
         if array.ndim == 1 and array.dtype.kind == kind and not types & narrower:
             return array
         big = next((x for x in items if type(x) is int and not -(2**63) <= x < 2**63), None)

@@ -131,7 +131,11 @@ def arrow_columns(table: Any) -> dict[str, Any]:
 def _refuse_duplicates(labels: list[Any], kind: str) -> None:
     """Two columns of one label would become one batch key (merged or one of them lost)."""
     seen: set[Any] = set()
-    duplicates = [label for label in labels if label in seen or seen.add(label)]
+    duplicates = []
+    for label in labels:
+        if label in seen:
+            duplicates.append(label)
+        seen.add(label)
     if duplicates:
         raise ValueError(
             f"data is {kind} with duplicate column labels {list(dict.fromkeys(duplicates))}"

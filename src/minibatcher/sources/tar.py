@@ -3,8 +3,8 @@
 In: the paths of uncompressed tar files (shards). A sample is the run of consecutive members
 sharing a key, the member's path up to the first dot of its basename (``cat/0001.jpg`` and
 ``cat/0001.cls`` are the sample ``cat/0001`` with extensions ``jpg`` and ``cls``); members
-without an extension or with a hidden basename (``.DS_Store``, ``._0001.jpg``) are skipped. Out: per index,
-the dict ``{extension: bytes, "__key__": key}``. State: none.
+without an extension or with a hidden basename (``.DS_Store``, ``._0001.jpg``) are skipped.
+Out: per index, the dict ``{extension: bytes, "__key__": key}``. State: none.
 
 Each shard's member headers are read once, in the main process, at construction: the index holds
 every member's data offset and size (a few NumPy arrays), so a tar is an *indexed* source. The
