@@ -4,10 +4,13 @@ Rules (the type of the first item decides; the rest must agree):
 
 - tuple -> tuple, list -> list, dict -> dict, namedtuple -> namedtuple, dataclass -> the same
   dataclass with batched fields; recursively.
-- Python ``bool`` / ``int`` / ``float`` -> a 1-D NumPy array (bool, int64, float64).
+- Python ``bool`` / ``int`` / ``float`` -> a 1-D NumPy array (bool, int64, float64); all of one
+  type (an int among floats is an error wherever it falls, not only when it comes first).
 - NumPy scalars and arrays of one shape -> one stacked array, dtype kept.
 - torch tensors -> ``torch.stack``; JAX arrays -> ``jnp.stack`` (neither is imported otherwise).
-- ``str``, ``bytes``, ``None`` and any other object -> a list.
+- ``str``, ``bytes``, ``None`` and any other object -> a list; so is a field that is ``None`` in
+  some items only (``[array, None]`` as ``[None, array]``: the batch never depends on which item
+  a shuffle put first).
 
 Types can be added with :meth:`Collator.register`. When the stacked output must live somewhere
 particular (shared memory, in a worker), the caller passes an ``allocate`` function.
