@@ -4,6 +4,7 @@ a loader built there without ``shard=`` shards by ``jax.process_index()`` and
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("jax")
+# find_spec, not importorskip: importing JAX into the pytest process (at collection) made every
+# test that forks workers afterwards fail on the once-only "JAX is imported" warning
+if importlib.util.find_spec("jax") is None:
+    pytest.skip("jax is not installed", allow_module_level=True)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
