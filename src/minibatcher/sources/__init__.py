@@ -63,7 +63,9 @@ def as_source(data: Any) -> Source:
         if hasattr(data, "columns"):
             return ColumnsSource(data, dataframe_columns(data))
         if hasattr(data, "to_numpy"):  # a Series: read by position, like a DataFrame's rows
-            return ArraySource(data.to_numpy())
+            # and its values as a DataFrame's column: text and objects a list, gaps None
+            (column,) = dataframe_columns(data.to_frame()).values()
+            return SequenceSource(column) if isinstance(column, list) else ArraySource(column)
     if module == "pyarrow" and type(data).__name__ in ("ParquetFile", "FileSystemDataset"):
         return ParquetSource(data)  # files on disk: indexed by their row groups
     if module == "pyarrow" and hasattr(data, "column_names"):
