@@ -52,8 +52,18 @@ class Planner:
         self.seed = seed
         self.shard = shard
         self.data_name = data_name
-        self.sampler = self._resolve_sampler()
+        self._sampler = self._resolve_sampler()
+        self._own_order = isinstance(self._sampler, (RandomSampler, SequentialSampler))
         self._single_pass_read = False  # a sampler that is its own iterator: read yet?
+
+    @property
+    def sampler(self) -> Any:
+        """The order's sampler. The loader's own (no ``sampler=``) follows the data's length
+        as it is now: a list that grew between epochs has its new items read (they were
+        silently left out), one that shrank is read whole (it was an IndexError)."""
+        if self._own_order and self._sampler.num_indices != len(self.source):
+            self._sampler = self._resolve_sampler()
+        return self._sampler
 
     def num_batches(self, epoch: int, domain: Domain | None = None) -> int:
         """The number of batches of ``epoch`` (TypeError where it is not known in advance)."""
