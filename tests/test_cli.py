@@ -39,7 +39,8 @@ def test_console_script_help() -> None:
 @pytest.mark.parametrize(
     "argv",
     [[], ["nonsense"], ["demo", "--epochs", "0"], ["demo", "--batch-sizes", "8,x"],
-     ["bench", "--only", "nope"]],
+     ["bench", "--only", "nope"], ["demo", "--seed", "-1"], ["batch-size", "--seed", "x"],
+     ["demo", "--plot", "/nonexistent-folder-of-minibatcher/curves.png"]],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """A wrong command line exits 2 and says what is wrong."""

@@ -47,6 +47,20 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a non-negative int, got {text!r}")
+    return int(text)
+
+
+def _plot_file(text: str) -> str:
+    # checked before the demo trains for minutes, not when it saves the figure at the end
+    folder = Path(text).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder of {text!r} does not exist ({folder})")
+    return text
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -86,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="epochs per run (default: 20)")
     demo.add_argument("--hidden", type=_positive, default=64,
                       help="hidden units (default: 64)")
-    demo.add_argument("--seed", type=int, default=0,
+    demo.add_argument("--seed", type=_seed, default=0,
                       help="seed of the split, the initial weights and the shuffling (default: 0)")
-    demo.add_argument("--plot", metavar="FILE.png",
+    demo.add_argument("--plot", type=_plot_file, metavar="FILE.png",
                       help="save loss and accuracy curves per batch size (needs matplotlib)")
     demo.add_argument("--torch", action="store_true",
                       help="train the same model with torch instead of NumPy (needs torch)")
@@ -113,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--seconds", type=_seconds, default=10.0,
                       help="time budget of the measurements (default: 10)")
     size.add_argument("--hidden", type=_positive, default=64, help="hidden units (default: 64)")
-    size.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    size.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
     size.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     bench = sub.add_parser(

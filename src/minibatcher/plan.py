@@ -52,7 +52,18 @@ class Planner:
         self.seed = seed
         self.shard = shard
         self.data_name = data_name
-        self.sampler = self._resolve_sampler()
+        self._sampler = self._resolve_sampler()
+        self._own_order = isinstance(self._sampler, (RandomSampler, SequentialSampler))
+        self._single_pass_read = False  # a sampler that is its own iterator: read yet?
+
+    @property
+    def sampler(self) -> Any:
+        """The order's sampler. The loader's own (no ``sampler=``) follows the data's length
+        as it is now: a list that grew between epochs has its new items read (they were
+        silently left out), one that shrank is read whole (it was an IndexError)."""
+        if self._own_order and self._sampler.num_indices != len(self.source):
+            self._sampler = self._resolve_sampler()
+        return self._sampler
 
     def num_batches(self, epoch: int, domain: Domain | None = None) -> int:
         """The number of batches of ``epoch`` (TypeError where it is not known in advance)."""
@@ -115,11 +126,11 @@ class Planner:
         if isinstance(sampler, BucketBatchSampler):  # batches f(seed, epoch), sharded by batch
             return sampler.plan(self.seed if sampler.seed is None else sampler.seed, epoch, spec, n)
         if opts.batch_sampler is not None:
-            batches = _with_epoch(sampler, epoch)
+            batches = self._read_once(_with_epoch(sampler, epoch), "batch_sampler")
             count = shard_length(length_or_none(sampler), spec)
             return IterablePlan(batches if spec is None else shard_iter(batches, spec), n, count)
         size, drop_last = opts.batch_size or 1, opts.drop_last
-        indices = _with_epoch(sampler, epoch)
+        indices = self._read_once(_with_epoch(sampler, epoch), "sampler")
         length = shard_length(length_or_none(sampler), spec)
         count = None if length is None else batch_count(length, size, drop_last)
         if spec is not None:
@@ -212,6 +223,28 @@ class Planner:
             and not self.options.shuffle
             and self.shard is None
         )
+
+    def _read_once(self, sampler: Any, name: str) -> Any:
+        """``sampler`` itself, or, when it is its own iterator (a generator, ``iter(list)``),
+        a guard that makes an epoch over it, once read to its end, an error: it would be an
+        empty epoch, silently. (What a break or ``one_batch()`` left unread is read as before.)"""
+        if iter(sampler) is not sampler or callable(getattr(sampler, "set_epoch", None)):
+            return sampler
+        return self._guarded(sampler, name)
+
+    def _guarded(self, sampler: Any, name: str) -> Iterator[Any]:
+        read_before, self._single_pass_read = self._single_pass_read, True
+        empty = True
+        for value in sampler:
+            empty = False
+            yield value
+        if empty and read_before:
+            raise RuntimeError(
+                f"{name} is a single-pass iterator ({type(sampler).__name__}) that an earlier "
+                "iteration read to its end: this epoch would have no batches. Pass an iterable "
+                "whose __iter__ starts again (a list, a Sampler, or a class whose __iter__ "
+                "returns a new generator)"
+            )
 
 
 def length_or_none(obj: Any) -> int | None:

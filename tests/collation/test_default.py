@@ -250,3 +250,47 @@ def test_collate_failure_in_a_loader_names_the_batch_and_item() -> None:
 def test_a_custom_collate_fn_replaces_the_default() -> None:
     dl = DataLoader(range(5), batch_size=2, collate_fn=lambda items: tuple(int(i) for i in items))
     assert list(dl) == [(0, 1), (2, 3), (4,)]
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [1, 2.5],  # an int among floats: an error whichever comes first
+        [True, 2],
+        [np.zeros(3), None],  # None among values: a list whichever comes first
+        [(1, 2), None],
+        [{"a": 1}, None],
+        [1, None],
+        [Point(1, 2), None],
+        [Sample(np.zeros(2), 1), None],
+    ],
+)
+def test_a_batch_does_not_depend_on_which_item_comes_first(items: list[Any]) -> None:
+    """A shuffle decides which item is first: it must not decide whether (or how) a batch
+    collates. [1, 2.5] failed while [2.5, 1] collated; [array, None] failed while
+    [None, array] gave a list."""
+    outcomes = []
+    for order in (items, items[::-1]):
+        try:
+            batch = collate(order)
+        except CollateError:
+            outcomes.append("error")
+        else:
+            outcomes.append(type(batch).__name__)
+            if any(x is None for x in order):  # the items as they are
+                assert all(b is o for b, o in zip(batch, order, strict=True))
+    assert outcomes[0] == outcomes[1], outcomes
+    if any(x is None for x in items):
+        assert outcomes == ["list", "list"]
+
+
+def test_python_ints_beyond_int64_are_named() -> None:
+    for items in ([2**70, 1], [1, 2**63], [-(2**63) - 1, 0]):
+        with pytest.raises(CollateError, match=r"the Python int -?\d+ is out of the int64 range"):
+            collate(items)
+    assert collate([2**63 - 1, -(2**63)]).dtype == np.int64
+
+
+def test_an_item_that_is_not_a_sequence_among_tuples_is_a_collate_error() -> None:
+    with pytest.raises(CollateError, match=r"the first item is a tuple but the items are of"):
+        collate([(1, 2), 5])

@@ -184,3 +184,31 @@ def test_a_series_is_read_by_position() -> None:
     series = pd.Series([10, 20, 30, 40])
     series = series[series > 15]
     assert [b.tolist() for b in DataLoader(series, batch_size=2)] == [[20, 30], [40]]
+
+
+def test_duplicate_column_labels_are_refused_at_construction() -> None:
+    """Two columns of one label became one batch key: a DataFrame's merged into a 2-D array,
+    an Arrow table's second column silently replaced the first."""
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    frame = pd.DataFrame([[1, 2], [3, 4]], columns=["a", "a"])
+    table = pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, 4])], names=["x", "x"])
+    for data, label in ((frame, "'a'"), (table, "'x'")):
+        with pytest.raises(ValueError, match=rf"duplicate column labels \[{label}\]"):
+            DataLoader(data, batch_size=2)
+
+
+def test_a_series_batches_as_the_same_column_of_a_dataframe() -> None:
+    """A text Series gave object arrays with NaN for its gaps, where the same column of a
+    DataFrame gives a list with None."""
+    pd = pytest.importorskip("pandas")
+    for series in (pd.Series(["a", None, "c"]), pd.Series(pd.Categorical(["x", "y", "x"])),
+                   pd.Series([1.5, None, 2.0]), pd.Series([1, 2, 3])):
+        (alone,) = list(DataLoader(series, batch_size=3))
+        (framed,) = list(DataLoader(series.to_frame("c"), batch_size=3))
+        assert type(alone) is type(framed["c"])
+        if isinstance(alone, list):
+            assert alone == framed["c"]
+        else:
+            assert alone.dtype == framed["c"].dtype
+            np.testing.assert_array_equal(alone, framed["c"])

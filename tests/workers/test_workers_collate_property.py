@@ -71,6 +71,9 @@ leaf_specs = st.one_of(
     st.tuples(st.just("str"), st.text(max_size=3)),
     st.tuples(st.just("none"), st.none()),
     st.tuples(st.just("complex"), st.just(1 + 2j)),
+    st.tuples(st.just("bytes"), st.binary(max_size=3)),
+    st.tuples(st.just("zero_d"), st.sampled_from(NUMPY_DTYPES)),  # 0-d arrays stack to 1-D
+    st.tuples(st.just("optional"), st.sampled_from(NUMPY_DTYPES), st.sampled_from(LENGTHS)),
     st.tuples(st.just("npscalar"), st.sampled_from(NUMPY_DTYPES[:-2])),
     st.tuples(
         st.just("ndarray"),
@@ -112,8 +115,12 @@ def make(spec: Any, item: int) -> Any:
         if kind == "namedtuple":
             return Pair(children[0], children[1])
         return Record(children[0], children[1])
-    if kind in ("int", "float", "bool", "str", "none", "complex"):
+    if kind in ("int", "float", "bool", "str", "none", "complex", "bytes"):
         return spec[1]
+    if kind == "zero_d":
+        return numpy_array(spec[1], 1, item + 1).reshape(())
+    if kind == "optional":  # None in every other item: wherever it falls, a list
+        return None if item % 2 else numpy_array(spec[1], spec[2], item + 1)
     if kind == "npscalar":
         return np.dtype(spec[1]).type(item % 2)
     dtypes, lengths, flag = spec[1], spec[2], spec[3]

@@ -4,10 +4,13 @@ Rules (the type of the first item decides; the rest must agree):
 
 - tuple -> tuple, list -> list, dict -> dict, namedtuple -> namedtuple, dataclass -> the same
   dataclass with batched fields; recursively.
-- Python ``bool`` / ``int`` / ``float`` -> a 1-D NumPy array (bool, int64, float64).
+- Python ``bool`` / ``int`` / ``float`` -> a 1-D NumPy array (bool, int64, float64); all of one
+  type (an int among floats is an error wherever it falls, not only when it comes first).
 - NumPy scalars and arrays of one shape -> one stacked array, dtype kept.
 - torch tensors -> ``torch.stack``; JAX arrays -> ``jnp.stack`` (neither is imported otherwise).
-- ``str``, ``bytes``, ``None`` and any other object -> a list.
+- ``str``, ``bytes``, ``None`` and any other object -> a list; so is a field that is ``None`` in
+  some items only (``[array, None]`` as ``[None, array]``: the batch never depends on which item
+  a shuffle put first).
 
 Types can be added with :meth:`Collator.register`. When the stacked output must live somewhere
 particular (shared memory, in a worker), the caller passes an ``allocate`` function.
@@ -94,7 +97,18 @@ class Collator:
         return f"{type(self).__name__}(registered={[t.__name__ for t in self._registry]})"
 
     def collate(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
-        """Collate ``items`` found at ``path`` (used recursively)."""
+        """Collate ``items`` found at ``path`` (used recursively).
+
+        A field that is ``None`` in some items is a list of the items as they are, whichever
+        item comes first (the batch must not depend on the order a shuffle put them in)."""
+        try:
+            return self._dispatch(items, path, allocate)
+        except CollateError:
+            if items[0] is not None and any(x is None for x in items):
+                return list(items)
+            raise
+
+    def _dispatch(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
         kind = type(items[0])
         if self._registry:
             for registered, fn in self._registry.items():
@@ -138,13 +152,27 @@ class Collator:
         return list(items)
 
     def _python_numbers(self, items: Sequence[Any], path: Path, kind: str, name: str) -> Any:
-        array = np.array(items)
-        if array.dtype.kind != kind or array.ndim != 1:
+        # Every item must be of the first one's kind, whatever the order a shuffle put them in:
+        # ints among floats (or bools among ints) are an error wherever they stand, not only
+        # when the first item happens to be the narrower one.
+        try:
+            array = np.array(items)
+        except (ValueError, TypeError, OverflowError):
+            array = np.empty(0, dtype=object)
+        types = set(map(type, items))
+        narrower: set[type] = {bool} if kind == "i" else {bool, int} if kind == "f" else set()
+        if array.ndim == 1 and array.dtype.kind == kind and not types & narrower:
+            return array
+        big = next((x for x in items if type(x) is int and not -(2**63) <= x < 2**63), None)
+        if big is not None:
             raise CollateError(
-                f"cannot collate {format_path(path)}: the first item is a {name} but the items "
-                f"are of types {_types(items)}; make them one type or pass a collate_fn"
+                f"cannot collate {format_path(path)}: the Python int {big} is out of the "
+                "int64 range; pass a collate_fn (or NumPy scalars of a wider type)"
             )
-        return array
+        raise CollateError(
+            f"cannot collate {format_path(path)}: the first item is a {name} but the items "
+            f"are of types {_types(items)}; make them one type or pass a collate_fn"
+        )
 
     def _bools(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
         return self._python_numbers(items, path, "b", "bool")
@@ -224,6 +252,11 @@ class Collator:
     def _columns(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> list[Any]:
         try:
             columns = list(zip(*items, strict=True))
+        except TypeError as e:  # an item that is not iterable
+            raise CollateError(
+                f"cannot collate {format_path(path)}: the first item is a "
+                f"{type(items[0]).__name__} but the items are of types {_types(items)}"
+            ) from e
         except ValueError as e:
             lengths = sorted({len(x) for x in items})
             raise CollateError(
@@ -257,6 +290,11 @@ class Collator:
         first = items[0]
         kind = type(first)
         fields = [f.name for f in dataclasses.fields(first) if f.init]
+        if not all(isinstance(item, kind) for item in items):
+            raise CollateError(
+                f"cannot collate {format_path(path)}: the first item is a {kind.__name__} "
+                f"dataclass but the items are of types {_types(items)}"
+            )
         values = {
             name: self.collate([getattr(item, name) for item in items], (*path, name), allocate)
             for name in fields

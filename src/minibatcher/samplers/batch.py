@@ -99,7 +99,9 @@ class IterablePlan(EpochPlan):
 
     def __len__(self) -> int:
         if self._length is None:
-            raise TypeError("the batch sampler has no len(), so the number of batches is unknown")
+            raise TypeError(
+                "the sampler (or batch_sampler) has no len(), so the number of batches is unknown"
+            )
         return self._length
 
     def batches(self, start: int = 0) -> Iterator[IndexArray]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .base import IndexedSource
 from .columns import ColumnsSource, arrow_columns, dataframe_columns
+from .hf_tables import TableFormattedDataset, is_table_formatted_dataset
 from .images import ImageFolder
 from .iterable import StreamSource, shuffle_buffer
 from .parquet import ParquetSource
@@ -62,11 +63,15 @@ def as_source(data: Any) -> Source:
         if hasattr(data, "columns"):
             return ColumnsSource(data, dataframe_columns(data))
         if hasattr(data, "to_numpy"):  # a Series: read by position, like a DataFrame's rows
-            return ArraySource(data.to_numpy())
+            # and its values as a DataFrame's column: text and objects a list, gaps None
+            (column,) = dataframe_columns(data.to_frame()).values()
+            return SequenceSource(column) if isinstance(column, list) else ArraySource(column)
     if module == "pyarrow" and type(data).__name__ in ("ParquetFile", "FileSystemDataset"):
         return ParquetSource(data)  # files on disk: indexed by their row groups
     if module == "pyarrow" and hasattr(data, "column_names"):
         return ColumnsSource(data, arrow_columns(data))
+    if is_table_formatted_dataset(data):
+        return TableFormattedDataset(data)
     if isinstance(data, Mapping):
         return _mapping_source(data)
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
@@ -81,6 +86,11 @@ def as_source(data: Any) -> Source:
 
 
 def _mapping_source(data: Mapping[Any, Any]) -> Source:
+    if type(data).__name__ in ("DatasetDict", "IterableDatasetDict"):  # datasets' splits
+        raise TypeError(
+            f"data is a {type(data).__name__} of splits {list(data)}: pass one split, "
+            f"e.g. data[{next(iter(data), 'train')!r}]"
+        )
     if not data:
         raise ValueError("data is an empty dict: a dict of columns needs at least one column")
     bad = [k for k, v in data.items() if not hasattr(v, "__len__") or isinstance(v, (str, bytes))]

@@ -96,6 +96,7 @@ def dataframe_columns(frame: Any) -> dict[Any, Any]:
     nulls do, so a text column with gaps batches into a list of str and None.
     """
     columns: dict[Any, Any] = {}  # labels kept as they are: pd.DataFrame(array) has 0, 1, ...
+    _refuse_duplicates(list(frame.columns), "a DataFrame")
     for name in frame.columns:
         series = frame[name]
         array = series.to_numpy()
@@ -116,6 +117,7 @@ def arrow_columns(table: Any) -> dict[str, Any]:
     and pyarrow's ``to_numpy`` do), so a nullable numeric column still batches into one array.
     """
     columns: dict[str, Any] = {}
+    _refuse_duplicates(list(table.column_names), "an Arrow table")
     for name, column in zip(table.column_names, table.columns, strict=True):
         kind = str(column.type)
         numeric = kind.startswith(("int", "uint", "float", "double", "bool", "halffloat"))
@@ -124,3 +126,18 @@ def arrow_columns(table: Any) -> dict[str, Any]:
         else:
             columns[name] = column.to_pylist()
     return columns
+
+
+def _refuse_duplicates(labels: list[Any], kind: str) -> None:
+    """Two columns of one label would become one batch key (merged or one of them lost)."""
+    seen: set[Any] = set()
+    duplicates = []
+    for label in labels:
+        if label in seen:
+            duplicates.append(label)
+        seen.add(label)
+    if duplicates:
+        raise ValueError(
+            f"data is {kind} with duplicate column labels {list(dict.fromkeys(duplicates))}"
+            ": each column becomes a key of the batch, so labels must be unique (rename them)"
+        )

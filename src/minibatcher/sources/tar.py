@@ -2,8 +2,9 @@
 
 In: the paths of uncompressed tar files (shards). A sample is the run of consecutive members
 sharing a key, the member's path up to the first dot of its basename (``cat/0001.jpg`` and
-``cat/0001.cls`` are the sample ``cat/0001`` with extensions ``jpg`` and ``cls``). Out: per index,
-the dict ``{extension: bytes, "__key__": key}``. State: none.
+``cat/0001.cls`` are the sample ``cat/0001`` with extensions ``jpg`` and ``cls``); members
+without an extension or with a hidden basename (``.DS_Store``, ``._0001.jpg``) are skipped.
+Out: per index, the dict ``{extension: bytes, "__key__": key}``. State: none.
 
 Each shard's member headers are read once, in the main process, at construction: the index holds
 every member's data offset and size (a few NumPy arrays), so a tar is an *indexed* source. The
@@ -63,7 +64,10 @@ class TarShards(IndexedSource):
         for shard, path in enumerate(self.paths):
             before = len(keys)
             for member in _members(path):
-                key, ext = _split_name(member.name)
+                split = _split_name(member.name)
+                if split is None:  # no extension, or a hidden file: not part of a sample
+                    continue
+                key, ext = split
                 if not keys or key != keys[-1] or shard_of[-1] != shard or ext in _exts_of_last(
                     exts, first_member
                 ):
@@ -155,10 +159,15 @@ def _members(path: str) -> list[tarfile.TarInfo]:
         ) from e
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    """``dir/base.ext.more`` -> (``dir/base``, ``ext.more``), WebDataset's rule."""
+def _split_name(name: str) -> tuple[str, str] | None:
+    """``dir/base.ext.more`` -> (``dir/base``, ``ext.more``), WebDataset's rule; None for a
+    member that has no extension (``README``) or whose basename starts with a dot (``.DS_Store``,
+    macOS tar's ``._0001.jpg``), which WebDataset skips too: grouped in, such a member became a
+    sample of its own, with keys the others lack, and broke its batch."""
     head, _, base = name.rpartition("/")
-    stem, _, ext = base.partition(".")
+    stem, dot, ext = base.partition(".")
+    if not stem or not dot:
+        return None
     return (f"{head}/{stem}" if head else stem), ext
 
 

@@ -110,3 +110,25 @@ def test_bad_paths_are_refused(tmp_path: Path) -> None:
         pass
     with pytest.raises(ValueError, match="uncompressed"):
         TarShards(gz)
+
+
+def test_members_without_extension_or_hidden_are_skipped_as_webdataset_does(
+    tmp_path: Path,
+) -> None:
+    """A tar made on macOS holds ``._0001.txt`` AppleDouble files; others a README or a
+    .DS_Store. Each became a sample of its own, with keys the real samples lack, splitting the
+    real samples around it and breaking the batch (a CollateError on missing keys)."""
+    path = tmp_path / "mac.tar"
+    names = ["d/0001.txt", "d/._0001.txt", "d/0001.cls", "d/README", "d/.DS_Store",
+             "d/0002.txt", "d/0002.cls"]
+    with tarfile.open(path, "w") as tar:
+        for name in names:
+            payload = name.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    source = TarShards([str(path)])
+    assert source.keys == ["d/0001", "d/0002"]
+    (batch,) = list(DataLoader(source, batch_size=2))
+    assert batch["cls"] == [b"d/0001.cls", b"d/0002.cls"]
+    assert sorted(batch) == ["__key__", "cls", "txt"]
