@@ -180,7 +180,7 @@ def test_sequences_of_different_lengths() -> None:
         ([1, "a"], r"batch: the first item is a int but the items are of types int, str"),
         ([True, 2], r"the first item is a bool but the items are of types bool, int"),
         ([1.5, "x"], r"the first item is a float"),
-        ([{"v": 1}, {"v": 2.5}], r"batch\['v'\]: the first item is a int.*float, int"),
+        ([{"v": 1}, {"v": True}], r"batch\['v'\]: the first item is a int.*bool, int"),
     ],
 )
 def test_mixed_types_are_an_error_naming_path_and_types(items: list[Any], pattern: str) -> None:
@@ -255,7 +255,8 @@ def test_a_custom_collate_fn_replaces_the_default() -> None:
 @pytest.mark.parametrize(
     "items",
     [
-        [1, 2.5],  # an int among floats: an error whichever comes first
+        [1, 2.5],  # ints and floats: float64 whichever comes first
+        [2.5, True],  # a bool among numbers: an error whichever comes first
         [True, 2],
         [np.zeros(3), None],  # None among values: a list whichever comes first
         [(1, 2), None],
@@ -282,6 +283,14 @@ def test_a_batch_does_not_depend_on_which_item_comes_first(items: list[Any]) -> 
     assert outcomes[0] == outcomes[1], outcomes
     if any(x is None for x in items):
         assert outcomes == ["list", "list"]
+
+
+def test_ints_among_floats_are_float64_in_any_order() -> None:
+    for items in ([1, 2.5, 3], [2.5, 1, 3], [{"y": 0}, {"y": 0.5}]):
+        batch = collate(items)
+        values = batch["y"] if isinstance(batch, dict) else batch
+        assert values.dtype == np.float64
+    assert collate([2.5, 1]).tolist() == [2.5, 1.0]
 
 
 def test_python_ints_beyond_int64_are_named() -> None:

@@ -4,8 +4,9 @@ Rules (the type of the first item decides; the rest must agree):
 
 - tuple -> tuple, list -> list, dict -> dict, namedtuple -> namedtuple, dataclass -> the same
   dataclass with batched fields; recursively.
-- Python ``bool`` / ``int`` / ``float`` -> a 1-D NumPy array (bool, int64, float64); all of one
-  type (an int among floats is an error wherever it falls, not only when it comes first).
+- Python ``bool`` / ``int`` / ``float`` -> a 1-D NumPy array (bool, int64, float64); ints and
+  floats together -> float64 whichever comes first; bools among numbers are an error wherever
+  they fall.
 - NumPy scalars and arrays of one shape -> one stacked array, dtype kept.
 - torch tensors -> ``torch.stack``; JAX arrays -> ``jnp.stack`` (neither is imported otherwise).
 - ``str``, ``bytes``, ``None`` and any other object -> a list; so is a field that is ``None`` in
@@ -152,14 +153,16 @@ class Collator:
         return list(items)
 
     def _python_numbers(self, items: Sequence[Any], path: Path, kind: str, name: str) -> Any:
-        # Every item must be of the first one's kind, whatever the order a shuffle put them in:
-        # ints among floats (or bools among ints) are an error wherever they stand, not only
-        # when the first item happens to be the narrower one.
+        # The result must not depend on the order a shuffle put the items in: ints and floats
+        # together are float64 whichever comes first (as NumPy and torch give them); bools
+        # among numbers are an error wherever they stand.
         try:
             array = np.array(items)
         except (ValueError, TypeError, OverflowError):
             array = np.empty(0, dtype=object)
         types = set(map(type, items))
+        if types == {int, float}:  # numbers as JSON gives them (0 and 0.5): float64, any order
+            return array.astype(np.float64, copy=False)
         narrower: set[type] = {bool} if kind == "i" else {bool, int} if kind == "f" else set()
         if array.ndim == 1 and array.dtype.kind == kind and not types & narrower:
             return array
@@ -179,7 +182,7 @@ class Collator:
 
     def _ints(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
         array = self._python_numbers(items, path, "i", "int")
-        return array if array.dtype == np.int64 else array.astype(np.int64)
+        return array if array.dtype in (np.int64, np.float64) else array.astype(np.int64)
 
     def _floats(self, items: Sequence[Any], path: Path, allocate: Allocator | None) -> Any:
         return self._python_numbers(items, path, "f", "float")
