@@ -34,6 +34,7 @@ class EpochExecutors:
         self.tuned: LoaderOptions | None = None
         """The options with ``num_workers="auto"`` resolved, once chosen."""
         self._owner: int | None = None  # the thread whose iteration uses the persistent workers
+        self._persistent_length: int | None = None  # len(data) when they started
         self._warned_daemonic = False
 
     def options(self, loader: Any) -> LoaderOptions:
@@ -69,13 +70,16 @@ class EpochExecutors:
         if opts.num_workers == "auto":
             if peek:  # one_batch(): not worth measuring
                 return InlineExecutor(work)
-            return autotune.for_loader(loader, self._adopt(loader.options))
+            return autotune.for_loader(loader, self._adopt(loader))
         if opts.num_workers == 0:
             return InlineExecutor(work)
         if opts.worker_type == "process" and multiprocessing.current_process().daemon:
             self._warn_daemonic(opts)  # a daemonic process (a loader's worker) has no children
             return InlineExecutor(work)
         workers = self.persistent
+        if workers is not None and _length(loader) != self._persistent_length:
+            self.close()  # the data grew or shrank: workers forked with the old data restart
+            workers = None
         if workers is not None and not getattr(workers, "closed", False):
             if self._owner is not None and self._owner != threading.get_ident():
                 raise RuntimeError(
@@ -87,6 +91,7 @@ class EpochExecutors:
         executor = make_executor(work, opts, loader.seed)
         if opts.persistent_workers:
             self.persistent = executor
+            self._persistent_length = _length(loader)
         elif isinstance(executor, ProcessExecutor):
             executor.retire = True  # one epoch: workers exit after their last task
         return executor
@@ -104,8 +109,9 @@ class EpochExecutors:
             stacklevel=6,
         )
 
-    def _adopt(self, options: LoaderOptions) -> Callable[[autotune.Choice, Executor], bool]:
+    def _adopt(self, loader: Any) -> Callable[[autotune.Choice, Executor], bool]:
         """Keep ``num_workers="auto"``'s choice; True when its executor is kept (persistent)."""
+        options = loader.options
 
         def adopt(choice: autotune.Choice, executor: Executor) -> bool:
             self._profiler.autotune = str(choice)
@@ -114,7 +120,17 @@ class EpochExecutors:
                 self._profiler.current.executor = f"{executor!r} (chosen by num_workers='auto')"
             if tuned.persistent_workers:
                 self.persistent = executor
+                self._persistent_length = _length(loader)
                 return True
             return False
 
         return adopt
+
+
+def _length(loader: Any) -> int | None:
+    """``len()`` of the loader's data (None for a stream): persistent workers restart when it
+    changes, since workers forked with the old data cannot read the new indices."""
+    try:
+        return len(loader.source)
+    except TypeError:
+        return None

@@ -40,6 +40,8 @@ class ImageFolder(IndexedSource):
         extensions: the file extensions to list (case-insensitive).
         mode: the PIL mode the images are converted to (``"RGB"``: 3 channels; ``"L"``: 1,
             as an ``(H, W)`` array).
+        allow_empty: keep class folders without images (their labels then never occur);
+            by default they are an error, as with torchvision's ``ImageFolder``.
         decode_to: ``"array"`` (default): items hold a uint8 NumPy array; ``"pil"``: the
             decoded ``PIL.Image.Image`` (already read, its file closed), for a per-item
             transform that works on PIL images and returns arrays (PIL images do not collate).
@@ -54,12 +56,13 @@ class ImageFolder(IndexedSource):
         targets: every image's label, in index order (a NumPy int64 array).
 
     Raises:
-        ValueError: if ``root`` is not a folder, or holds no class folder with images.
+        ValueError: if ``root`` is not a folder, holds no class folder with images, or (unless
+            ``allow_empty``) a class folder without images.
     """
 
     def __init__(
         self, root: str | os.PathLike[str], *, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
-        mode: str = "RGB", decode_to: str = "array",
+        mode: str = "RGB", decode_to: str = "array", allow_empty: bool = False,
     ) -> None:
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
@@ -86,12 +89,28 @@ class ImageFolder(IndexedSource):
                 f"root {self.root!r} holds no images with extensions {suffixes} in class folders "
                 "(expected root/<class>/<file>)"
             )
+        empty = sorted(set(self.classes) - {self.classes[label] for label in set(labels)})
+        if empty and not allow_empty:
+            raise ValueError(
+                f"root {self.root!r}: the class folders {empty} hold no images with extensions "
+                f"{suffixes}; remove them or pass allow_empty=True"
+            )
         self.files = files
         self.targets = np.asarray(labels, dtype=np.int64)
         self.mode = mode
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def __getitem__(self, index: int) -> Any:
+        """Item ``index``, ``(image, label)``, as the loader's workers read it (``ds[0]``, as
+        with torchvision's ``ImageFolder``)."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        n = len(self.files)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} is out of range for {n} images")
+        return self.fetch_items(np.asarray([index % n], dtype=np.int64))[0]
 
     def fetch_items(self, indices: IndexArray) -> list[Any]:
         read = self.open_image if self.decode_to == "pil" else self.decode

@@ -162,3 +162,26 @@ def test_bad_roots_are_refused(tmp_path: Path) -> None:
     (tmp_path / "empty" / "cls").mkdir(parents=True)
     with pytest.raises(ValueError, match="holds no images"):
         ImageFolder(tmp_path / "empty")
+
+
+def test_items_by_index_as_torchvisions(folder: Path) -> None:
+    source = ImageFolder(folder)
+    image, label = source[6]
+    assert (image.shape, label) == ((16, 24, 3), 1)
+    assert abs(int(image.mean()) - 60) <= 2  # image k has grey level 10 * k
+    assert source[-1][1] == 2
+    with pytest.raises(IndexError, match="index 15 is out of range for 15 images"):
+        source[15]
+    with pytest.raises(TypeError, match="index must be an int, got str"):
+        source["0"]  # type: ignore[index]
+
+
+def test_an_empty_class_folder_is_refused_unless_allowed(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "root")
+    (root / "fox").mkdir()
+    (root / "fox" / "readme.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=r"class folders \['fox'\] hold no images.*allow_empty"):
+        ImageFolder(root)
+    source = ImageFolder(root, allow_empty=True)
+    assert source.classes == ["cat", "dog", "emu", "fox"]
+    assert len(source) == 15
