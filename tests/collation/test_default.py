@@ -303,3 +303,11 @@ def test_python_ints_beyond_int64_are_named() -> None:
 def test_an_item_that_is_not_a_sequence_among_tuples_is_a_collate_error() -> None:
     with pytest.raises(CollateError, match=r"the first item is a tuple but the items are of"):
         collate([(1, 2), 5])
+
+
+def test_arrays_mixed_with_tensors_are_an_error_in_either_order() -> None:
+    torch = pytest.importorskip("torch")
+    items = [np.zeros(2, dtype=np.float32), torch.zeros(2)]
+    for order in (items, items[::-1]):
+        with pytest.raises(CollateError, match="batch"):
+            collate(order)

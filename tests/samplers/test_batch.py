@@ -137,3 +137,11 @@ def test_a_sampler_yielding_a_non_int_is_refused_naming_it(
         list(DataLoader(range(5), sampler=sampler))
     with pytest.raises(error, match=re.escape(says)):
         list(DataLoader(range(5), batch_sampler=[sampler]))
+
+
+def test_a_batch_sampler_of_single_indices_is_refused() -> None:
+    """torch refuses it too: each batch of a batch_sampler is a list of indices."""
+    with pytest.raises(TypeError, match=r"the batch_sampler yielded 5 \(a int\).*sampler="):
+        list(DataLoader(list(range(10)), batch_sampler=[5, 6]))
+    assert [b.tolist() for b in DataLoader(list(range(10)), batch_sampler=[[5], [6, 7]])] == [
+        [5], [6, 7]]

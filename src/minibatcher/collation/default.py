@@ -211,6 +211,12 @@ class Collator:
         # big-endian items that NumPy returns in native order, lists among the arrays) is
         # stacked as without a slot, and the worker copies it into the slot when sending it.
         first = items[0]
+        mixed = "torch" in sys.modules and any(type(x) is not np.ndarray for x in items)
+        if mixed and any(_is_tensor(x) for x in items):  # torch.stack refuses arrays: so do we
+            raise CollateError(
+                f"cannot collate {format_path(path)}: NumPy arrays mixed with torch tensors "
+                f"(types {_types(items)}); make them one kind or pass a collate_fn"
+            )
         try:
             if allocate is None or not _uniform_arrays(items):
                 return np.stack(items)

@@ -120,6 +120,11 @@ def _index_batch(batch: Any) -> IndexArray:
     """``batch`` (a list of indices from the user's sampler) as int64, refusing what is not an
     int (``1.7`` would otherwise read item 1, silently) or does not fit in int64."""
     raw = np.asarray(batch)
+    if raw.ndim == 0:  # batch_sampler=[5, 6]: each "batch" a single index
+        raise TypeError(
+            f"the batch_sampler yielded {batch!r} (a {type(batch).__name__}): each batch must be "
+            "a list of indices (pass sampler= for a sampler of single indices)"
+        )
     if raw.dtype.kind in "iu" or raw.size == 0:
         if raw.dtype.kind == "u" and raw.size and raw.max() > np.iinfo(np.int64).max:
             raise IndexError(f"the sampler yielded index {int(raw.max())}, beyond the int64 range")
