@@ -230,6 +230,22 @@ def median_ms(measure: Callable[[], float], config: Config) -> float:
     return 1000 * statistics.median(measure() for _ in range(config.epochs))
 
 
+def first_batch_ms(make_loader: Callable[[], Any], config: Config) -> float:
+    """The median ms from building a loader (``make_loader()``) to holding its first batch;
+    stopping its workers afterwards is not timed."""
+
+    def once() -> float:
+        start = time.perf_counter()
+        loader = make_loader()
+        it = iter(loader)
+        next(it)
+        elapsed = time.perf_counter() - start
+        del it, loader
+        return elapsed
+
+    return median_ms(once, config)
+
+
 def plain_processes(run_share: Callable[[int], object], workers: int) -> None:
     """Run ``run_share(w)`` for ``w < workers`` in as many forked processes, and wait: the limit
     of a parallel loader (the same work, split evenly, no loader at all)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import resource
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +24,8 @@ from harness import (
     Config,
     Target,
     Workload,
+    first_batch_ms,
     loader_epochs,
-    median_ms,
     our_loader,
     rate,
     torch_loader,
@@ -195,16 +194,7 @@ def _w10_first(make: Callable[..., Any], **kwargs: Any) -> Callable[[Config], fl
     def run(config: Config) -> float:
         items = w10_items(config.size(W10_FULL, W10_QUICK))
 
-        def once() -> float:
-            start = time.perf_counter()
-            loader = _w10_loader(make, items, False, **kwargs)
-            it = iter(loader)
-            next(it)
-            elapsed = time.perf_counter() - start
-            del it, loader  # stopping the workers is not timed
-            return elapsed
-
-        return median_ms(once, config)
+        return first_batch_ms(lambda: _w10_loader(make, items, False, **kwargs), config)
 
     return run
 

@@ -39,6 +39,7 @@ from harness import (
     Target,
     Workload,
     drain,
+    first_batch_ms,
     loader_epochs,
     median_ms,
     our_loader,
@@ -142,17 +143,8 @@ def w5_memcpy(config: Config) -> float:
 
 def _w6_fresh(make: Callable[..., Any]) -> Callable[[Config], float]:
     def run(config: Config) -> float:
-        def once() -> float:
-            start = time.perf_counter()
-            loader = make(Images(W5_ITEMS), batch_size=W5_BATCH, shuffle=True,
-                          num_workers=WORKERS)
-            it = iter(loader)
-            next(it)
-            elapsed = time.perf_counter() - start
-            del it, loader  # stopping the workers is not timed
-            return elapsed
-
-        return median_ms(once, config)
+        return first_batch_ms(lambda: make(Images(W5_ITEMS), batch_size=W5_BATCH, shuffle=True,
+                                           num_workers=WORKERS), config)
 
     return run
 

@@ -66,19 +66,23 @@ def test_each_image_exactly_once_everywhere(folder: Path) -> None:
     assert all((np.array(ids(b)) // PER_CLASS == b[1]).all() for b in reference)
 
 
-def random_resized_crop(item: Any, rng: np.random.Generator) -> Any:
-    """The guide's recipe (docs/guide/files.md), at 8x8."""
-    image, label = item
-    height, width = image.shape[:2]
+def crop_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """The guide's random-resized-crop box (docs/guide/files.md)."""
     area = height * width * rng.uniform(0.08, 1.0)
     ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
     w = round(min(width, np.sqrt(area * ratio)))
     h = round(min(height, np.sqrt(area / ratio)))
     x0 = int(rng.integers(0, width - w + 1))
     y0 = int(rng.integers(0, height - h + 1))
-    crop = Image.fromarray(image).resize(
-        (8, 8), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h)
-    )
+    return x0, y0, x0 + w, y0 + h
+
+
+def random_resized_crop(item: Any, rng: np.random.Generator) -> Any:
+    """The guide's recipe (docs/guide/files.md), at 8x8."""
+    image, label = item
+    height, width = image.shape[:2]
+    box = crop_box(width, height, rng)
+    crop = Image.fromarray(image).resize((8, 8), Image.Resampling.BILINEAR, box=box)
     return np.asarray(crop).transpose(2, 0, 1), label
 
 
@@ -95,14 +99,7 @@ def test_random_resized_crop_recipe_is_the_same_whatever_the_workers(folder: Pat
 def random_resized_crop_pil(item: Any, rng: np.random.Generator) -> Any:
     """The guide's recipe on ``decode_to="pil"`` items: the same box, cropped from the image."""
     image, label = item
-    width, height = image.size
-    area = height * width * rng.uniform(0.08, 1.0)
-    ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    w = round(min(width, np.sqrt(area * ratio)))
-    h = round(min(height, np.sqrt(area / ratio)))
-    x0 = int(rng.integers(0, width - w + 1))
-    y0 = int(rng.integers(0, height - h + 1))
-    crop = image.resize((8, 8), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h))
+    crop = image.resize((8, 8), Image.Resampling.BILINEAR, box=crop_box(*image.size, rng))
     return np.asarray(crop).transpose(2, 0, 1), label
 
 
