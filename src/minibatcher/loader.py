@@ -72,7 +72,8 @@ class DataLoader(WorkersOwner, Generic[T]):
         num_workers: worker processes or threads (0: load in the calling thread; ``"auto"``:
             chosen by measurement).
         worker_type: ``"process"`` or ``"thread"``.
-        prefetch: batches in flight per worker.
+        prefetch: messages in flight per worker (a message carries one batch, or several
+            batches of under ~40 ms of work each).
         persistent_workers: keep workers alive between epochs.
         in_order: ``False`` hands batches over as they are ready (still each exactly once).
         timeout: seconds to wait for one batch before raising ``TimeoutError``.

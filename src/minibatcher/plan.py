@@ -36,6 +36,23 @@ from .sources import IndexedSource, StreamSource, shuffle_buffer
 from .work import Task
 
 
+class CountedTasks(Iterator[Task]):
+    """An epoch's tasks with how many remain (``operator.length_hint``): the process executor
+    makes its last messages smaller, so that the workers finish the epoch together."""
+
+    def __init__(self, tasks: Iterator[Task], count: int) -> None:
+        self._tasks = tasks
+        self._left = count
+
+    def __next__(self) -> Task:
+        task = next(self._tasks)
+        self._left -= 1
+        return task
+
+    def __length_hint__(self) -> int:
+        return max(0, self._left)
+
+
 class Planner:
     """Decides every batch of every epoch, as a pure function of (seed, epoch, shard)."""
 
@@ -145,16 +162,20 @@ class Planner:
         skip: frozenset[int] = frozenset(),
         progress: _state.Progress | None = None,
     ) -> Iterator[Task]:
-        """The tasks ``(epoch, seq, keys, items)`` from batch ``start`` on, less ``skip``."""
+        """The tasks ``(epoch, seq, keys, items)`` from batch ``start`` on, less ``skip``; for
+        a plan that knows its length, with how many remain (:class:`CountedTasks`)."""
         if isinstance(self.source, StreamSource):
-            yield from self._stream_tasks(epoch, start, skip, progress)
-            return
+            return self._stream_tasks(epoch, start, skip, progress)
         plan = self.plan(epoch, domain)
         batches: Iterator[tuple[int, Any]] = enumerate(plan.batches(start), start)
         if skip:  # a resumed epoch whose batches were handed over out of order
             batches = ((seq, keys) for seq, keys in batches if seq not in skip)
-        for seq, keys in batches:
-            yield (epoch, seq, keys, None)
+        tasks = ((epoch, seq, keys, None) for seq, keys in batches)
+        try:
+            count = len(plan) - start - len(skip)
+        except TypeError:  # a sampler without len()
+            return tasks
+        return CountedTasks(tasks, count)
 
     def _stream_tasks(
         self,

@@ -6,6 +6,8 @@ their shared memory intact)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,59 @@ def test_a_forked_worker_freezes_the_objects_it_inherited() -> None:
     with DataLoader(FrozenCount(), batch_size=2, num_workers=2) as dl:
         counts = [int(c) for batch in dl for c in batch]
     assert min(counts) > 1000  # the interpreter's own objects, at least
+
+
+class Slow:
+    """Item i is i, after ``seconds`` of sleep: batches of known cost."""
+
+    def __init__(self, n: int, seconds: float) -> None:
+        self.n, self.seconds = n, seconds
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        import time
+
+        time.sleep(self.seconds)
+        return i
+
+
+def test_messages_start_with_one_task_grow_and_shrink_again_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches of ~4 ms (W4's kind: worth a message of their own under the old 2 ms target)
+    are grouped once their cost is known; each worker's first message carries one task (the
+    first batch is not delayed) and the last ones carry one again (the workers finish the epoch
+    together), and the batches are the inline ones."""
+    from minibatcher.transport import processes
+
+    sizes: list[int] = []
+    send = processes.ProcessExecutor._send
+
+    def recording_send(self: Any, wid: int, run: int, chunk: list[Any]) -> None:
+        sizes.append(len(chunk))
+        send(self, wid, run, chunk)
+
+    monkeypatch.setattr(processes.ProcessExecutor, "_send", recording_send)
+    data = Slow(480, 0.001)
+    with DataLoader(data, batch_size=4, shuffle=True, seed=3, num_workers=2) as dl:
+        got = [b.tolist() for b in dl]
+    assert got == [b.tolist() for b in DataLoader(range(480), batch_size=4, shuffle=True, seed=3)]
+    assert sum(sizes) == 120
+    assert sizes[:4] == [1, 1, 1, 1]  # prefetch 2 x 2 workers, before any cost is known
+    assert max(sizes) > 1
+    assert sizes[-2:] == [1, 1]
+
+
+def test_the_planner_says_how_many_tasks_remain() -> None:
+    """What lets the executor shrink the last messages: ``length_hint`` of the tasks."""
+    import operator
+
+    dl = DataLoader(range(100), batch_size=8)
+    tasks = dl._planner.tasks(0, 3)
+    assert operator.length_hint(tasks) == 13 - 3
+    next(tasks)
+    assert operator.length_hint(tasks) == 9
+    assert len(list(tasks)) == 9
+    assert operator.length_hint(tasks) == 0

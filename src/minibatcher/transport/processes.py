@@ -15,9 +15,10 @@ feeder thread is needed, and the main process knows which worker owes which batc
 reads the worker that owes the next one). A worker's reader thread drains its task pipe at once,
 so the main process never blocks writing a task while that worker blocks writing a big result
 (the classic two-pipe deadlock). At most ``prefetch * num_workers`` messages are in flight; a
-message is one task, or up to :data:`MAX_CHUNK` tasks when batches are cheap (W1 through
-workers, W10's padded token batches), which amortises the per-message cost (syscalls, wake-ups,
-pickling); a chunk's batches share one slot and are handed over in order as usual.
+message is one task at first, then as many as make :data:`CHUNK_TARGET_S` of work (at most
+:data:`MAX_CHUNK`; W1 through workers, W10's padded token batches, W4's 6 ms batches), which
+amortises the per-message cost (syscalls, wake-ups, pickling), and fewer again as the epoch's
+last tasks are dealt; a chunk's batches share one slot and are handed over in order as usual.
 
 How every exit path ends (always: workers reaped, shared memory unlinked; see ``shm.py``):
 
@@ -56,6 +57,7 @@ import contextlib
 import io
 import itertools
 import multiprocessing
+import operator
 import os
 import pickle
 import select
@@ -83,12 +85,15 @@ DEATH_GRACE_S = 2.0
 """How long to wait for a worker whose pipe closed to be reaped, to read its exit code."""
 MAX_CHUNK = 32
 """At most this many tasks travel in one message (only cheap batches are chunked)."""
-CHUNK_TARGET_S = 0.002
-"""Cheap batches are grouped so that one message carries about this much work.
+CHUNK_TARGET_S = 0.04
+"""Batches are grouped so that one message carries about this much work.
 
-A message costs ~0.1-0.3 ms of CPU in the two processes together (pipe writes and reads,
-wake-ups, pickling, the worker's reader thread): W10's batches (~0.2 ms of padding each) paid
-as much again in transport, one per message. Batches of 2 ms or more travel one per message."""
+A message costs ~0.3-0.6 ms of CPU in the processes together (pipe writes and reads, the
+wake-ups of the main process and of the worker's reader thread, pickling): W10's batches
+(~0.2 ms of padding each) paid as much again in transport, one per message, and W4's (6 ms of
+Python each) lost 12-15% of the two cores to it. 40 ms of work a message keeps that near 1%;
+batches of 40 ms or more travel one per message. The first message to each worker carries one
+task (the first batch is not delayed), and the last ones shrink (``ProcessExecutor.run``)."""
 CHUNK_MAX_BYTES = 16 * 1024
 """Batches whose pickled size is above this travel one per message (the pipe carries them)."""
 CHUNK_MAX_SHARED = 8 << 20
@@ -325,7 +330,12 @@ class ProcessExecutor(WorkerRuns):
         head: list[Task] = [first]
 
         def dispatch(wid: int) -> bool:
-            chunk = head + list(itertools.islice(tasks, self._chunk - len(head)))
+            size = self._chunk
+            if size > 1:  # near the end, smaller messages: the workers finish together
+                left = operator.length_hint(tasks) + len(head)
+                if left:
+                    size = min(size, -(-left // (self.num_workers * self.prefetch)))
+            chunk = head + list(itertools.islice(tasks, size - len(head)))
             head.clear()
             if not chunk:
                 if self.retire and self.in_order:
