@@ -96,8 +96,10 @@ batches of 40 ms or more travel one per message. The first message to each worke
 task (the first batch is not delayed), and the last ones shrink (``ProcessExecutor.run``)."""
 CHUNK_MAX_BYTES = 16 * 1024
 """Batches whose pickled size is above this travel one per message (the pipe carries them)."""
-CHUNK_MAX_SHARED = 8 << 20
-"""A chunk's batches share one slot: they are grouped only while they fit this many bytes."""
+CHUNK_MAX_SHARED = 1 << 20
+"""A chunk's batches share one slot: they are grouped only while they fit this many bytes
+(big slots cost more than the messages they save: W10 through 2 workers ran at 142k items/s
+with chunks of up to 8 MiB, 194k with 1 MiB)."""
 
 
 def chunk_size(piped: int, shared: int, batches: int, per_batch_s: float) -> int:
