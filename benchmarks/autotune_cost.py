@@ -8,7 +8,14 @@ and for ``"auto"`` the trials). Reported per workload:
 - ``"auto"``'s choice in every round, and the chosen candidate's rate against the best one's
   (the target: within 10%, every round);
 - the cost of the trials: ``"auto"``'s first epoch against the best fixed candidate's first epoch
-  (median over rounds), as a share of that epoch (the target: at most 10%).
+  (median over rounds), as a share of that epoch (the target: at most 10%); and, less noisy,
+  paired within each loader: what auto's first epoch adds to its own second epoch, less what
+  the best candidate's first epoch adds to its own (fresh loaders of one configuration differ
+  by up to 40% on this machine, two epochs of one loader by a few %).
+
+A warm-up round (one epoch of each, not reported) comes first: the first reads of W8's files
+and W9's memmap fill the page cache, and made the first reported round's fixed candidates
+up to 2.7x slower than the later rounds'.
 
 Workloads (``../shared/BENCHMARKS.md``, built here under a temporary directory):
 W8 JPEG folder (2,000 images 500x375, PIL decode + random-resized-crop to 224, batch 32), W9
@@ -160,7 +167,10 @@ def measure(
     the load of a shared machine drifts between rounds."""
     print(f"\n{name}: {len(make({'num_workers': 0}))} batches per epoch, {rounds} rounds",
           flush=True)
-    costs, ratios, choices, tunings, own = [], [], [], [], []
+    for key in (*CONFIGS, "auto"):  # a warm-up round, not reported: the first reads of the
+        epochs(make(CONFIGS.get(key, {"num_workers": "auto"})), 1)  # files fill the page cache
+    gc.collect()
+    costs, ratios, choices, tunings, own, paired = [], [], [], [], [], []
     for r in range(rounds):
         first: dict[str, float] = {}
         later: dict[str, float] = {}
@@ -181,6 +191,11 @@ def measure(
         best_first = min(CONFIGS, key=first.__getitem__)
         best_later = min(CONFIGS, key=later.__getitem__)
         cost = (first["auto"] - first[best_first]) / first[best_first]
+        # Paired within each loader: what auto's first epoch adds to its own later epoch, less
+        # what the best candidate's first epoch adds to its own (start-up): two loaders of the
+        # same configuration differ by up to 40% here, two epochs of one loader by a few %.
+        paired.append((first["auto"] - later["auto"]) / later["auto"]
+                      - (first[best_first] - later[best_first]) / later[best_first])
         ratio = later[best_later] / later[choices[-1]] if choices[-1] in later else float("nan")
         costs.append(cost)
         ratios.append(ratio)
@@ -192,7 +207,9 @@ def measure(
     print(f"  {name} summary: choices {choices}; chosen/best rate median "
           f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}); cost median "
           f"{statistics.median(costs) * 100:+.1f}% of an epoch "
-          f"[{', '.join(f'{c * 100:+.0f}%' for c in costs)}]; the tuning's own cost estimate "
+          f"[{', '.join(f'{c * 100:+.0f}%' for c in costs)}]; paired within each loader "
+          f"{statistics.median(paired) * 100:+.1f}% "
+          f"[{', '.join(f'{c * 100:+.0f}%' for c in paired)}]; the tuning's own cost estimate "
           f"[{', '.join(f'{c * 100:.1f}%' for c in own)}] of auto's later epoch", flush=True)
 
 
