@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from minibatcher import DataLoader, pad_collate
-from minibatcher.transport.processes import (
+from minibatcher.transport.chunking import (
     CHUNK_MAX_BYTES,
     CHUNK_MAX_SHARED,
     CHUNK_TARGET_S,
     MAX_CHUNK,
     chunk_size,
+    message_size,
 )
 from minibatcher.transport.worker_loop import GENERAL, INDEXED, decode_tasks, encode_tasks
 
@@ -169,3 +170,11 @@ def test_the_planner_says_how_many_tasks_remain() -> None:
     assert operator.length_hint(tasks) == 9
     assert len(list(tasks)) == 9
     assert operator.length_hint(tasks) == 0
+
+
+def test_the_last_messages_shrink_to_what_remains_per_message_in_flight() -> None:
+    assert message_size(6, 0, 4) == 6  # unknown: as measured
+    assert message_size(6, 400, 4) == 6
+    assert message_size(6, 12, 4) == 3
+    assert message_size(6, 3, 4) == 1
+    assert message_size(1, 3, 4) == 1

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from minibatcher import DataLoader
-from minibatcher.transport import processes
+from minibatcher.transport import jax_fork
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -149,7 +149,7 @@ def test_an_import_error_in_a_worker_raises_in_the_main_process(
 
 def test_jax_imported_in_the_parent_is_said_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
-    monkeypatch.setattr(processes, "_jax_warned", False)
+    monkeypatch.setattr(jax_fork, "_jax_warned", False)
     with pytest.warns(RuntimeWarning, match="JAX is multithreaded"):
         assert len(list(DataLoader(range(8), batch_size=4, num_workers=2))) == 2
     with warnings.catch_warnings():

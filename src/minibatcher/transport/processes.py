@@ -63,7 +63,6 @@ import pickle
 import select
 import sys
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
@@ -71,7 +70,9 @@ from typing import Any, NoReturn
 
 from ..errors import WorkerError
 from .array_pickle import ResultUnpickler
+from .chunking import chunk_size, message_size
 from .executor import Result, Task, WorkerRuns
+from .jax_fork import jax_fork_warnings_said, warn_if_jax_forked
 from .remote_error import dead_worker_error, reraise, start_error
 from .reorder import Window
 from .shm import Segment, SegmentPool
@@ -83,73 +84,7 @@ WORKER_JOIN_TIMEOUT_S = 5.0
 """How long ``close()`` waits for workers to exit before killing them."""
 DEATH_GRACE_S = 2.0
 """How long to wait for a worker whose pipe closed to be reaped, to read its exit code."""
-MAX_CHUNK = 32
-"""At most this many tasks travel in one message (only cheap batches are chunked)."""
-CHUNK_TARGET_S = 0.04
-"""Batches are grouped so that one message carries about this much work.
-
-A message costs ~0.3-0.6 ms of CPU in the processes together (pipe writes and reads, the
-wake-ups of the main process and of the worker's reader thread, pickling): W10's batches
-(~0.2 ms of padding each) paid as much again in transport, one per message, and W4's (6 ms of
-Python each) lost 12-15% of the two cores to it. 40 ms of work a message keeps that near 1%;
-batches of 40 ms or more travel one per message. The first message to each worker carries one
-task (the first batch is not delayed), and the last ones shrink (``ProcessExecutor.run``)."""
-CHUNK_MAX_BYTES = 16 * 1024
-"""Batches whose pickled size is above this travel one per message (the pipe carries them)."""
-CHUNK_MAX_SHARED = 1 << 20
-"""A chunk's batches share one slot: they are grouped only while they fit this many bytes
-(big slots cost more than the messages they save: W10 through 2 workers ran at 142k items/s
-with chunks of up to 8 MiB, 194k with 1 MiB)."""
-
-
-def chunk_size(piped: int, shared: int, batches: int, per_batch_s: float) -> int:
-    """How many tasks the next message carries, from the last message of ``batches`` batches:
-    ``piped`` bytes through the pipe, ``shared`` bytes in its slot, ``per_batch_s`` of work each.
-
-    Enough for :data:`CHUNK_TARGET_S` of work, as long as the batches are small in the pipe
-    (:data:`CHUNK_MAX_BYTES` each) and fit :data:`CHUNK_MAX_SHARED` together.
-    """
-    if piped > CHUNK_MAX_BYTES * batches:
-        return 1
-    by_time = CHUNK_TARGET_S / max(per_batch_s, 1e-9)
-    by_bytes = CHUNK_MAX_SHARED * batches / shared if shared else MAX_CHUNK
-    return max(1, min(MAX_CHUNK, int(by_time), int(by_bytes)))
-
-
 _live: weakref.WeakSet[ProcessExecutor] = weakref.WeakSet()
-
-
-_jax_warned = False
-
-
-def warn_if_jax_forked() -> None:
-    """Say once per process that forked workers must not use JAX, when JAX is imported.
-
-    JAX runs threads from its first use, and a forked child that calls JAX can deadlock. The
-    loader keeps JAX out of workers itself (``output="jax"`` converts in the main process);
-    only a dataset or transform that calls JAX is at risk.
-    """
-    global _jax_warned
-    if _jax_warned or "jax" not in sys.modules:
-        return
-    _jax_warned = True
-    warnings.warn(
-        "minibatcher forks its worker processes and JAX is imported in this process: JAX is "
-        "multithreaded and a forked worker that calls JAX can deadlock. Keep JAX out of the "
-        "dataset, transforms and collate_fn (output='jax' converts batches in the main "
-        "process), or pass mp_context='spawn' or worker_type='thread'. (Said once.)",
-        RuntimeWarning,
-        stacklevel=4,
-    )
-
-
-@contextlib.contextmanager
-def jax_fork_warnings_said() -> Iterator[None]:
-    """JAX's own fork warning silenced: it repeats, per worker and epoch, what was said once."""
-    with warnings.catch_warnings():
-        if "jax" in sys.modules:
-            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
-        yield
 
 
 class ProcessExecutor(WorkerRuns):
@@ -332,11 +267,8 @@ class ProcessExecutor(WorkerRuns):
         head: list[Task] = [first]
 
         def dispatch(wid: int) -> bool:
-            size = self._chunk
-            if size > 1:  # near the end, smaller messages: the workers finish together
-                left = operator.length_hint(tasks) + len(head)
-                if left:
-                    size = min(size, -(-left // (self.num_workers * self.prefetch)))
+            left = operator.length_hint(tasks) + len(head)
+            size = message_size(self._chunk, left, self.num_workers * self.prefetch)
             chunk = head + list(itertools.islice(tasks, size - len(head)))
             head.clear()
             if not chunk:
