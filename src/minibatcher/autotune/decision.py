@@ -8,15 +8,22 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
-TUNE_SHARE = 0.05
+TUNE_SHARE = 0.03
 """The budget of the trials: this share of the epoch's time, estimated from the inline rate as
-if workers scaled perfectly. The first turns of the workers take about twice this much time
+if workers scaled perfectly (0.05 cost W8 12-16% of its first epoch in wall-clock time, where
+the trials' own estimate said 7-9%: each turn's fill and drain, and the chosen candidate's
+fill after the trials, are paid on top). The first turns of the workers take about twice this much time
 together (their batches are delivered, so they cost much less); more turns are taken while
 their cost (time less what the best candidate would have needed) stays within it."""
+STARTUP_SHARE = 0.1
+"""A candidate whose guessed start-up exceeds this share of the epoch (estimated as for
+:data:`TUNE_SHARE`) is not tried: it would cost more than it could save in a short epoch."""
 CHEAP_BATCH_S = 200e-6
 """Inline batches faster than this are not worth sending to workers."""
-INLINE_BATCHES = 3
-"""Inline batches measured at least (the first is a warm-up) ..."""
+INLINE_BATCHES = 2
+"""Inline batches measured at least (the first is a warm-up; cheap batches are measured for
+:data:`INLINE_S`, and an expensive one, W8's 140 ms, is measured well enough alone, where a
+third cost W8 ~70 ms more than a worker candidate would have) ..."""
 INLINE_S = 0.05
 """... and for at least this long, up to :data:`INLINE_MAX_BATCHES`."""
 INLINE_MAX_BATCHES = 64
@@ -203,6 +210,8 @@ class Tuner:
         self.delivered = 0
         self.budget_s = 0.0
         """Seconds for all worker trials together, set once inline is measured."""
+        self.epoch_s = 0.0
+        """The epoch's seconds if workers scaled perfectly, set once inline is measured."""
         self._turns: list[tuple[float, int]] = []  # (seconds, batches delivered) per turn
         self.turns: dict[Candidate, int] = {}
         self._queue: list[Candidate] = []
@@ -223,7 +232,8 @@ class Tuner:
             )
         self.trials[c] = trial
         if c.num_workers == 0 and self.turns[c] == 1 and trial.error is None and trial.batches:
-            self.budget_s = TUNE_SHARE * self._epoch_estimate_s(1 / trial.batches_per_s)
+            self.epoch_s = self._epoch_estimate_s(1 / trial.batches_per_s)
+            self.budget_s = TUNE_SHARE * self.epoch_s
 
     def _epoch_estimate_s(self, inline_per_batch: float) -> float:
         """The epoch's seconds if the most workers scaled perfectly (a lower bound)."""
@@ -256,10 +266,11 @@ class Tuner:
                 self.trials[c] = Trial(c, 0, 0.0, error="not tried: too few batches left")
                 continue
             guess = self.startup_guess(c)
-            if guess > max(2 * self.budget_s, TRIAL_MIN_S):
+            allowed = STARTUP_SHARE * self.epoch_s
+            if guess > max(allowed, TRIAL_MIN_S):
                 self.trials[c] = Trial(
-                    c, 0, 0.0, error=f"not tried: start-up ~{guess:.2f} s would exceed the "
-                    f"{2 * self.budget_s:.2f} s set for trials"
+                    c, 0, 0.0, error=f"not tried: start-up ~{guess:.2f} s would exceed "
+                    f"{allowed:.2f} s, {STARTUP_SHARE:.0%} of the epoch"
                 )
                 continue
             return Step(c, least, box, c.num_workers)

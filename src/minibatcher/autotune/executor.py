@@ -182,13 +182,17 @@ def for_loader(loader: Any, on_choice: Callable[[Choice, Executor], bool]) -> Au
 
 def startup_guess(loader: Any, candidate: Candidate) -> float:
     """A rough start-up of ``candidate`` for ``loader`` before trying it: processes pay a start
-    per worker (fork is fast, spawn and forkserver re-import) and, for a large plain list, the
-    compact copy of every item (estimated by pickling a sample of them)."""
+    per worker (fork is fast, spawn and forkserver re-import) and, under spawn and forkserver,
+    for a large plain list, the compact copy of every item before the workers start (estimated
+    by pickling a sample of them; under fork the copy is made while the workers already serve,
+    NOTE [ Compact copy in the background ] in ``transport/compact_stage.py``)."""
     if candidate.worker_type != "process" or candidate.num_workers == 0:
         return 0.0
     method = choose_start_method(loader.options.mp_context)
     fork = method == "fork"
     guess = decision.FORK_START_S * candidate.num_workers if fork else decision.SPAWN_START_S
+    if fork:
+        return guess
     from ..sources.compact import COMPACT_MIN_ITEMS
 
     data: Any = getattr(getattr(loader.work, "source", None), "data", None)
