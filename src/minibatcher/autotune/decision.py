@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 
 TUNE_SHARE = 0.03
 """The budget of the trials: this share of the epoch's time, estimated from the inline rate as
-if workers scaled perfectly (0.05 cost W8 12-16% of its first epoch in wall-clock time, where
-the trials' own estimate said 7-9%: each turn's fill and drain, and the chosen candidate's
-fill after the trials, are paid on top). The first turns of the workers take about twice this much time
+if workers scaled perfectly. The first turns of the workers take about twice this much time
 together (their batches are delivered, so they cost much less); more turns are taken while
-their cost (time less what the best candidate would have needed) stays within it."""
+their cost (time less what the best candidate would have needed) stays within it. At 0.05, W8's
+first epoch cost 12-16% more in wall-clock time, where the trials' own estimate said 7-9%: each
+turn's fill and drain, and the chosen candidate's fill after the trials, are paid on top."""
 STARTUP_SHARE = 0.1
 """A candidate whose guessed start-up exceeds this share of the epoch (estimated as for
 :data:`TUNE_SHARE`) is not tried: it would cost more than it could save in a short epoch."""
