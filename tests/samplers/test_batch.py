@@ -127,12 +127,16 @@ def test_batch_sampler_index_out_of_range_names_the_index() -> None:
         ([0, "2"], TypeError, "yielded '2' (a str)"),
         ([2**70], IndexError, f"index {2**70}, beyond the int64 range"),
         ([np.uint64(2**63 + 1)], IndexError, "beyond the int64 range"),
+        ([np.int64(3), True], TypeError, "yielded True (a bool)"),
+        ([3, False], TypeError, "yielded False (a bool)"),
+        ([np.int64(1), np.bool_(True)], TypeError, "True_ (a bool)"),
     ],
 )
 def test_a_sampler_yielding_a_non_int_is_refused_naming_it(
     sampler: list[Any], error: type[Exception], says: str
 ) -> None:
-    """``1.7`` used to read item 1 silently; ints beyond int64 gave a confusing message."""
+    """``1.7`` used to read item 1 silently, as did ``True`` among ints; ints beyond int64 gave
+    a confusing message."""
     with pytest.raises(error, match=re.escape(says)):
         list(DataLoader(range(5), sampler=sampler))
     with pytest.raises(error, match=re.escape(says)):

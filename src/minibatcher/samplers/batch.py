@@ -125,6 +125,14 @@ def _index_batch(batch: Any) -> IndexArray:
             f"the batch_sampler yielded {batch!r} (a {type(batch).__name__}): each batch must be "
             "a list of indices (pass sampler= for a sampler of single indices)"
         )
+    if raw.dtype.kind in "iu" and isinstance(batch, (list, tuple)):
+        kinds = set(map(type, batch))  # NumPy reads a bool among ints as 0 or 1: refused
+        if bool in kinds or np.bool_ in kinds:
+            value = next(v for v in batch if type(v) in (bool, np.bool_))
+            raise TypeError(
+                f"the sampler yielded {value!r} (a {type(value).__name__}) among its indices: "
+                "indices must be ints"
+            )
     if raw.dtype.kind in "iu" or raw.size == 0:
         if raw.dtype.kind == "u" and raw.size and raw.max() > np.iinfo(np.int64).max:
             raise IndexError(f"the sampler yielded index {int(raw.max())}, beyond the int64 range")
