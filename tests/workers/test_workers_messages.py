@@ -67,6 +67,9 @@ def test_cheap_batches_are_grouped_up_to_the_work_target() -> None:
     assert chunk_size(200, 4096, 1, per_batch) == 10  # in shared memory
     assert chunk_size(200, 0, 1, CHUNK_TARGET_S * 2) == 1  # a batch worth a message
     assert chunk_size(200, 0, 1, 0.0) == MAX_CHUNK
+    # a message's work stays within half the loader's timeout for one batch
+    assert chunk_size(200, 0, 1, CHUNK_TARGET_S / 10, timeout=CHUNK_TARGET_S) == 5
+    assert chunk_size(200, 0, 1, CHUNK_TARGET_S / 10, timeout=60.0) == 10
 
 
 def test_batches_big_in_the_pipe_or_in_shared_memory_are_not_grouped_past_their_limit() -> None:

@@ -32,16 +32,21 @@ CHUNK_MAX_SHARED = 1 << 20
 with chunks of up to 8 MiB, 194k with 1 MiB)."""
 
 
-def chunk_size(piped: int, shared: int, batches: int, per_batch_s: float) -> int:
+def chunk_size(
+    piped: int, shared: int, batches: int, per_batch_s: float, timeout: float | None = None
+) -> int:
     """How many tasks the next message carries, from the last message of ``batches`` batches:
     ``piped`` bytes through the pipe, ``shared`` bytes in its slot, ``per_batch_s`` of work each.
 
     Enough for :data:`CHUNK_TARGET_S` of work, as long as the batches are small in the pipe
-    (:data:`CHUNK_MAX_BYTES` each) and fit :data:`CHUNK_MAX_SHARED` together.
+    (:data:`CHUNK_MAX_BYTES` each) and fit :data:`CHUNK_MAX_SHARED` together; with the
+    loader's ``timeout`` (seconds for one batch), a message's work stays within half of it, so
+    that grouping never turns a slow batch into a timeout.
     """
     if piped > CHUNK_MAX_BYTES * batches:
         return 1
-    by_time = CHUNK_TARGET_S / max(per_batch_s, 1e-9)
+    target = CHUNK_TARGET_S if timeout is None else min(CHUNK_TARGET_S, timeout / 2)
+    by_time = target / max(per_batch_s, 1e-9)
     by_bytes = CHUNK_MAX_SHARED * batches / shared if shared else MAX_CHUNK
     return max(1, min(MAX_CHUNK, int(by_time), int(by_bytes)))
 

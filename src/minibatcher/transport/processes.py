@@ -432,7 +432,7 @@ class ProcessExecutor(WorkerRuns):
         if self.round_robin:
             self._chunk = 1
         else:
-            self._chunk = chunk_size(len(data), used, len(entries), per_batch)
+            self._chunk = chunk_size(len(data), used, len(entries), per_batch, self.timeout)
         return run, mid, entries
 
     def stage_timings(self) -> dict[str, float]:
