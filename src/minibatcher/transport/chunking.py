@@ -14,7 +14,7 @@ one task (the first batch is not delayed: its cost is unknown), and the last one
 from __future__ import annotations
 
 MAX_CHUNK = 32
-"""At most this many tasks travel in one message (only cheap batches are chunked)."""
+"""At most this many tasks travel in one message."""
 CHUNK_TARGET_S = 0.04
 """Batches are grouped so that one message carries about this much work.
 
