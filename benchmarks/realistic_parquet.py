@@ -83,23 +83,23 @@ def _pq(kind: str, shuffle: bool, **options: Any) -> Callable[[Config], float]:
     return run
 
 
+def _cell(competitor: str, run: Callable[[Config], float]) -> Cell:
+    """A competitor of Wpq or Wpqs (each needs pyarrow)."""
+    return Cell(competitor=competitor, run=run, requires=("pyarrow",))
+
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
         id="Wpq",
         title="Parquet 2M rows x 4 numeric cols, row groups of 64k, bs 256, in order",
         cells=(
-            Cell(competitor="in-memory Arrow table", run=_pq("memory", False),
-                 requires=("pyarrow",)),
-            Cell(competitor="minibatcher", run=_pq("file", False), requires=("pyarrow",)),
-            Cell(competitor="minibatcher, no read-ahead", run=_pq("no read-ahead", False),
-                 requires=("pyarrow",)),
-            Cell(competitor="minibatcher, 2 threads",
-                 run=_pq("file", False, num_workers=2, worker_type="thread"),
-                 requires=("pyarrow",)),
-            Cell(competitor="minibatcher, 2 processes", run=_pq("file", False, num_workers=2),
-                 requires=("pyarrow",)),
-            Cell(competitor="minibatcher, all row groups cached", run=_pq("cached", False),
-                 requires=("pyarrow",)),
+            _cell("in-memory Arrow table", _pq("memory", False)),
+            _cell("minibatcher", _pq("file", False)),
+            _cell("minibatcher, no read-ahead", _pq("no read-ahead", False)),
+            _cell("minibatcher, 2 threads",
+                  _pq("file", False, num_workers=2, worker_type="thread")),
+            _cell("minibatcher, 2 processes", _pq("file", False, num_workers=2)),
+            _cell("minibatcher, all row groups cached", _pq("cached", False)),
         ),
         targets=(
             Target(numerator="minibatcher", denominator="in-memory Arrow table", at_least=0.8),
@@ -114,9 +114,8 @@ WORKLOADS: tuple[Workload, ...] = (
         id="Wpqs",
         title="Parquet as Wpq, shuffled (on disk: shard shuffle, buffer of one row group)",
         cells=(
-            Cell(competitor="in-memory Arrow table", run=_pq("memory", True),
-                 requires=("pyarrow",)),
-            Cell(competitor="minibatcher", run=_pq("file", True), requires=("pyarrow",)),
+            _cell("in-memory Arrow table", _pq("memory", True)),
+            _cell("minibatcher", _pq("file", True)),
         ),
         targets=(Target(numerator="minibatcher", denominator="in-memory Arrow table"),),
     ),

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from workers_helpers import Slow
 
 from minibatcher import DataLoader, pad_collate
 from minibatcher.transport.chunking import (
@@ -117,22 +118,6 @@ def test_a_forked_worker_freezes_the_objects_it_inherited() -> None:
     with DataLoader(FrozenCount(), batch_size=2, num_workers=2) as dl:
         counts = [int(c) for batch in dl for c in batch]
     assert min(counts) > 1000  # the interpreter's own objects, at least
-
-
-class Slow:
-    """Item i is i, after ``seconds`` of sleep: batches of known cost."""
-
-    def __init__(self, n: int, seconds: float) -> None:
-        self.n, self.seconds = n, seconds
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        import time
-
-        time.sleep(self.seconds)
-        return i
 
 
 def test_messages_start_with_one_task_grow_and_shrink_again_at_the_end(

@@ -93,16 +93,17 @@ class WhoAmI:
 
 
 class Slow:
-    """Item i sleeps a pseudo-random few milliseconds (so workers finish out of order)."""
+    """Item i sleeps a pseudo-random few milliseconds (so workers finish out of order), or
+    ``seconds`` each when given (batches of known cost)."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int, seconds: float | None = None) -> None:
+        self.n, self.seconds = n, seconds
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> int:
-        time.sleep(((i * 7919) % 5) / 1000)
+        time.sleep(((i * 7919) % 5) / 1000 if self.seconds is None else self.seconds)
         return i
 
 

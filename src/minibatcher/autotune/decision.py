@@ -208,8 +208,6 @@ class Tuner:
         self.startup_guess = startup_guess or (lambda c: 0.0)
         self.trials: dict[Candidate, Trial] = {}
         self.delivered = 0
-        self.budget_s = 0.0
-        """Seconds for all worker trials together, set once inline is measured."""
         self.epoch_s = 0.0
         """The epoch's seconds if workers scaled perfectly, set once inline is measured."""
         self._turns: list[tuple[float, int]] = []  # (seconds, batches delivered) per turn
@@ -233,7 +231,11 @@ class Tuner:
         self.trials[c] = trial
         if c.num_workers == 0 and self.turns[c] == 1 and trial.error is None and trial.batches:
             self.epoch_s = self._epoch_estimate_s(1 / trial.batches_per_s)
-            self.budget_s = TUNE_SHARE * self.epoch_s
+
+    @property
+    def budget_s(self) -> float:
+        """Seconds for all worker trials together (0 until inline is measured)."""
+        return TUNE_SHARE * self.epoch_s
 
     def _epoch_estimate_s(self, inline_per_batch: float) -> float:
         """The epoch's seconds if the most workers scaled perfectly (a lower bound)."""
